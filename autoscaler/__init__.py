@@ -1,0 +1,1 @@
+"""The elastiq autoscaler: signals (measure) -> policy (decide, pure) -> backends (act)."""

@@ -1,0 +1,105 @@
+"""Settings shared by every part, read from ``ELASTIQ_*`` environment variables.
+
+Units are in the names. A bad value raises :class:`~elastiq.errors.ConfigError` when the
+object is built, never later inside a loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+from elastiq.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits, enforced by the client before queueing and again by the worker."""
+
+    max_text_chars: int = 8192
+    max_items_per_job: int = 256
+    max_message_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ConfigError(f"{f.name} must be > 0, got {getattr(self, f.name)!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every process that talks to the broker must agree on."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    home: Path = Path(".elastiq")
+    # Redis has no real acks: a message a worker holds comes back after this long.
+    # It must be longer than the longest job, and equal in every process.
+    visibility_timeout_s: int = 900
+    # How often kombu sweeps for expired unacked messages (its default is ~100 s).
+    unacked_restore_interval_s: int = 10
+    job_soft_time_limit_s: float = 120.0
+    job_time_limit_s: float = 180.0
+    max_deliveries: int = 3
+    result_ttl_s: int = 3600
+    heartbeat_interval_s: float = 1.0
+    heartbeat_ttl_s: float = 6.0
+    task_events: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"ELASTIQ_REDIS_URL must be a redis:// or rediss:// URL, got {self.redis_url!r}")
+        if self.job_soft_time_limit_s >= self.job_time_limit_s:
+            raise ConfigError("ELASTIQ_JOB_SOFT_TIME_LIMIT_S must be below ELASTIQ_JOB_TIME_LIMIT_S")
+        if self.visibility_timeout_s <= self.job_time_limit_s * 2:
+            raise ConfigError(
+                "ELASTIQ_VISIBILITY_TIMEOUT_S must be more than twice ELASTIQ_JOB_TIME_LIMIT_S "
+                f"({self.visibility_timeout_s} <= 2 x {self.job_time_limit_s}): a job that runs "
+                "longer than the visibility timeout is delivered again while it still runs"
+            )
+        if self.max_deliveries < 1:
+            raise ConfigError("ELASTIQ_MAX_DELIVERIES must be >= 1")
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ConfigError("ELASTIQ_HEARTBEAT_TTL_S must be longer than the heartbeat interval")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict = {}
+        for f in fields(cls):
+            key = "ELASTIQ_" + f.name.upper()
+            if f.name == "limits" or key not in env:
+                continue
+            values[f.name] = _parse(key, env[key], f.type)
+        limits = {}
+        for f in fields(Limits):
+            key = "ELASTIQ_" + f.name.upper()
+            if key in env:
+                limits[f.name] = _parse(key, env[key], "int")
+        values["limits"] = Limits(**limits)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _parse(key: str, raw: str, type_name) -> object:
+    type_name = str(type_name)
+    try:
+        if "bool" in type_name:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "int" in type_name:
+            return int(raw)
+        if "float" in type_name:
+            return float(raw)
+        if "Path" in type_name:
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a valid {type_name}") from None

@@ -1,0 +1,187 @@
+"""Shared fixtures: a real redis-server on a free port, real worker processes, tiny models.
+
+A missing service skips locally with the reason and *fails* under ``CI=true``. The slow
+suites (docker, faults, slow) run under ``CI=true`` or ``ELASTIQ_TEST_ALL=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elastiq import procs  # noqa: E402
+from elastiq.celeryconf import redis_client  # noqa: E402
+from elastiq.settings import Settings  # noqa: E402
+
+CI = os.environ.get("CI", "").lower() == "true"
+RUN_ALL = CI or os.environ.get("ELASTIQ_TEST_ALL") == "1"
+SLOW_MARKERS = ("docker", "faults", "slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if RUN_ALL:
+        return
+    skip = pytest.mark.skip(reason="slow suite: runs under CI=true, or locally with `make test-all`")
+    for item in items:
+        if any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(skip)
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip locally when a service is missing; fail under CI=true (CI must run it)."""
+    if ok:
+        return
+    if CI:
+        pytest.fail(f"{reason} -- CI=true, so a missing service fails the run")
+    pytest.skip(f"{reason} (skipped locally; fails under CI=true)")
+
+
+# --- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    server = procs.RedisProcess(procs.free_port(), tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server, monkeypatch):
+    """A clean database for each test; ELASTIQ_REDIS_URL points at it."""
+    r = redis_client(Settings(redis_url=redis_server.url))
+    r.flushall()
+    r.close()
+    monkeypatch.setenv("ELASTIQ_REDIS_URL", redis_server.url)
+    return redis_server.url
+
+
+@pytest.fixture
+def redis(redis_url):
+    r = redis_client(Settings(redis_url=redis_url))
+    yield r
+    r.close()
+
+
+# --- models
+
+
+def build_tiny_classifier(path: Path, labels=("negative", "positive", "neutral")) -> Path:
+    """A random 2-layer BERT classifier with MiniLM's tokenizer, saved to ``path``."""
+    import transformers
+
+    from elastiq.registry import DEFAULT_MODELS
+
+    src = DEFAULT_MODELS["minilm"].resolve_path()
+    tok = transformers.AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    config = transformers.BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    import torch
+
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(config).save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory):
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny-classifier"))
+
+
+@pytest.fixture(scope="session")
+def models_file(tmp_path_factory, tiny_classifier):
+    """A registry file adding a classifier and the model-free debug kind."""
+    path = tmp_path_factory.mktemp("registry") / "models.json"
+    path.write_text(json.dumps({
+        "tiny-clf": {"kind": "classify", "source": str(tiny_classifier)},
+        "debug": {"kind": "debug"},
+    }))
+    return path
+
+
+@pytest.fixture
+def models_env(models_file, monkeypatch):
+    monkeypatch.setenv("ELASTIQ_MODELS", str(models_file))
+    return models_file
+
+
+# --- worker processes
+
+
+class WorkerPool:
+    """Real ``elastiq worker`` processes, killed at the end of the test."""
+
+    def __init__(self, redis_url: str, log_dir: Path):
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.procs: dict[str, object] = {}
+
+    def start(self, models: str = "minilm", n: int = 1, *, slots: int = 8, threads: int = 1,
+              wait: bool = True, extra=None, env=None) -> list[str]:
+        base = {k: v for k, v in os.environ.items() if k.startswith("ELASTIQ_")}
+        base["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        ids = []
+        for _ in range(n):
+            wid = f"test-{uuid.uuid4().hex[:6]}@{models.replace(',', '+')}"
+            self.procs[wid] = procs.spawn_worker(
+                models, wid, env={**base, "ELASTIQ_REDIS_URL": self.redis_url, **(env or {})},
+                log_path=self.log_dir / f"{wid}.log", slots=slots, threads=threads, extra=extra)
+            ids.append(wid)
+        if wait:
+            self.wait_ready(ids)
+        return ids
+
+    def wait_ready(self, ids, timeout_s: float = 120) -> None:
+        r = redis_client(Settings(redis_url=self.redis_url))
+        try:
+            procs.wait_ready(r, ids, timeout_s, procs=[self.procs[i] for i in ids])
+        finally:
+            r.close()
+
+    def pid(self, wid: str) -> int:
+        return self.procs[wid].pid
+
+    def signal(self, wid: str, sig: int) -> None:
+        os.killpg(self.procs[wid].pid, sig)
+
+    def log(self, wid: str) -> str:
+        return (self.log_dir / f"{wid}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+
+
+@pytest.fixture
+def workers(redis_url, tmp_path):
+    pool = WorkerPool(redis_url, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def client(redis_url):
+    from producer import Client
+
+    c = Client(redis_url)
+    yield c
+    c.close()

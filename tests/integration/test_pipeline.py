@@ -1,0 +1,130 @@
+"""The core pipeline with real parts: redis-server, worker processes, MiniLM inference."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import numpy as np
+import pytest
+
+from elastiq import contract
+from elastiq.errors import (
+    BadParamsError, ElastiqError, EmptyInputError, InputTooLargeError, InputTypeError,
+    JobFailedError, UnknownModelError,
+)
+
+pytestmark = pytest.mark.integration
+
+SENTENCES = ["The cat sits on the mat.", "A dog is playing in the garden.",
+             "Stock markets fell sharply today.", "How do I bake bread at home?"]
+
+
+def reference_embeddings(texts):
+    from sentence_transformers import SentenceTransformer
+
+    from elastiq.registry import DEFAULT_MODELS
+
+    model = SentenceTransformer(str(DEFAULT_MODELS["minilm"].resolve_path()), device="cpu")
+    return model.encode(texts, normalize_embeddings=True)
+
+
+def test_embedding_matches_sentence_transformers(workers, client):
+    workers.start("minilm")
+    result = client.submit("minilm", SENTENCES).result(timeout=60)
+    got = np.array(result.outputs, dtype=np.float64)
+    ref = reference_embeddings(SENTENCES).astype(np.float64)
+    cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    assert got.shape == (4, 384)
+    assert cos.min() >= 0.9999, cos
+    t = result.timings
+    assert t["batch_size"] >= 1 and t["inference_ms"] > 0 and t["queue_wait_ms"] >= 0
+    assert t["worker"].startswith("test-")
+
+
+def test_500_jobs_two_workers_none_lost_none_duplicated(workers, client, redis):
+    ids = workers.start("minilm", n=2, slots=8)
+    texts = [f"sentence number {i} about a topic" for i in range(500)]
+    results = client.map("minilm", texts, progress=False, timeout=240)
+    assert len(results) == 500
+    assert len({r.job_id for r in results}) == 500
+    by_worker = collections.Counter(r.timings["worker"] for r in results)
+    assert set(by_worker) == set(ids), by_worker     # fair dispatch: both took work
+    # exactly one delivery each: our own record counts executions
+    deliveries = [int(redis.hget(contract.job_key(r.job_id), "deliveries")) for r in results]
+    assert deliveries == [1] * 500
+    # results in order: each embedding is the one of its own text
+    again = client.submit("minilm", [texts[123]]).result(timeout=30).outputs[0]
+    assert np.dot(again, results[123].outputs[0]) > 0.9999
+
+
+def test_classify_tiny_model(models_env, workers, client):
+    workers.start("tiny-clf")
+    out = client.submit("tiny-clf", ["good", "bad film"], top_k=2).result(timeout=60).outputs
+    assert len(out) == 2
+    for item in out:
+        assert item["label"] in {"negative", "positive", "neutral"}
+        assert len(item["scores"]) == 2
+        assert item["label"] == max(item["scores"], key=item["scores"].get)
+        assert 0 <= sum(item["scores"].values()) <= 1.0001
+
+
+@pytest.mark.parametrize("model,inputs,params,error", [
+    ("nope", ["x"], {}, UnknownModelError),
+    ("minilm", [], {}, EmptyInputError),
+    ("minilm", "a string", {}, InputTypeError),
+    ("minilm", ["ok", 3], {}, InputTypeError),
+    ("minilm", ["   "], {}, EmptyInputError),
+    ("minilm", ["x" * 9000], {}, InputTooLargeError),
+    ("minilm", ["x"] * 300, {}, InputTooLargeError),
+    ("minilm", ["x"], {"bogus": 1}, BadParamsError),
+    ("minilm", ["\ud800"], {}, InputTypeError),
+])
+def test_bad_input_is_refused_before_queueing(client, redis, model, inputs, params, error):
+    with pytest.raises(error) as info:
+        client.submit(model, inputs, **params)
+    assert isinstance(info.value, ElastiqError) and str(info.value)
+    assert sum(redis.llen(k) for k in contract.queue_keys("elastiq.minilm")) == 0
+    assert not list(redis.scan_iter(match=contract.JOB_PREFIX + "*"))
+
+
+def test_worker_error_is_typed_and_next_job_succeeds(models_env, workers, client):
+    workers.start("debug", slots=2)
+    bad = client.submit("debug", ["hello"], fail="model said no")
+    started = time.monotonic()
+    with pytest.raises(JobFailedError, match="model said no"):
+        bad.result(timeout=10)
+    assert time.monotonic() - started < 1.0
+    assert bad.status() == contract.FAILED
+    crash = client.submit("debug", ["!raise"])
+    with pytest.raises(JobFailedError, match="RuntimeError: debug model asked to raise"):
+        crash.result(timeout=10)
+    ok = client.submit("debug", ["fine"]).result(timeout=10)
+    assert ok.outputs == [4]
+
+
+def test_raw_bad_message_gets_typed_error_at_worker(models_env, workers, client):
+    """A client that skips validation meets the same rules at the worker."""
+    workers.start("debug", slots=2)
+    app = client._app
+    res = app.send_task(contract.TASK_NAME, kwargs={"model": "debug", "inputs": [1, 2]},
+                        queue="elastiq.debug")
+    with pytest.raises(Exception) as info:
+        res.get(timeout=10)
+    assert type(info.value).__name__ == "InputTypeError"
+    assert client.submit("debug", ["next"]).result(timeout=10).outputs == [4]
+
+
+def test_status_and_deadline(models_env, workers, client):
+    job = client.submit("debug", ["queued"])
+    assert job.status() == contract.QUEUED           # no worker yet: our record says queued
+    assert client.job("no-such-id").status() == contract.UNKNOWN
+    expired = client.submit("debug", ["late"], deadline_s=0.01)
+    time.sleep(0.05)
+    workers.start("debug", slots=2)
+    assert job.result(timeout=20).outputs == [6]
+    assert job.status() == contract.DONE
+    from elastiq.errors import JobExpiredError
+
+    with pytest.raises(JobExpiredError):
+        expired.result(timeout=20)

@@ -1,0 +1,1 @@
+"""elastiq workers: Celery + the model runtime + the micro-batcher. Imports torch lazily."""

@@ -1,0 +1,173 @@
+"""The in-process micro-batcher: one forward pass for whatever the job slots hold.
+
+Each Celery job slot (a thread) calls :meth:`Batcher.submit` and waits on the returned
+future. One batcher thread per model takes *everything* waiting the moment it is free
+(no timer by default, like Triton's delay 0 and TEI: a lone job runs at once), drops jobs
+whose deadline has passed, sorts the texts by token length to cut padding, and runs them
+in passes bounded by ``max_batch`` texts and ``max_tokens`` padded tokens.
+Every message is still acknowledged on its own by its slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from elastiq.errors import JobExpiredError
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchInfo:
+    batch_size: int          # texts in the largest forward pass this job was part of
+    inference_ms: float      # time of the passes that held this job's texts
+    padded_tokens: int = 0
+    real_tokens: int = 0
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    deadline: float | None
+    future: Future = field(default_factory=Future)
+    outputs: list = field(default_factory=list)
+    info: BatchInfo = field(default_factory=lambda: BatchInfo(0, 0.0))
+
+
+@dataclass
+class BatchStats:
+    """Counters exported in the heartbeat and to Prometheus."""
+
+    batches: int = 0
+    texts: int = 0
+    padded_tokens: int = 0
+    real_tokens: int = 0
+    expired: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)   # batch size -> count
+
+    def as_dict(self) -> dict:
+        ratio = self.padded_tokens / self.real_tokens if self.real_tokens else None
+        return {"batches": self.batches, "texts": self.texts, "expired": self.expired,
+                "padding_ratio": ratio, "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
+
+
+class Batcher:
+    def __init__(self, runtime: Runtime, *, max_batch: int = 32, max_tokens: int = 8192,
+                 max_wait_ms: float = 0.0, sort_by_length: bool = True, clock=time.time):
+        if max_batch < 1 or max_tokens < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch and max_tokens must be >= 1, max_wait_ms >= 0")
+        self.runtime = runtime
+        self.max_batch = max_batch
+        self.max_tokens = max_tokens
+        self.max_wait_s = max_wait_ms / 1000
+        self.sort_by_length = sort_by_length
+        self.clock = clock
+        self.stats = BatchStats()
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{runtime.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, texts: list[str], deadline: float | None = None) -> Future:
+        request = _Request(list(texts), deadline)
+        self._queue.put(request)
+        return request.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    # -- the batcher thread
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            requests = [first] + self._drain(len(first.texts))
+            try:
+                self._run(requests)
+            except BaseException as exc:  # a model error fails this batch, not the thread
+                log.exception("forward pass failed for %d job(s)", len(requests))
+                for r in requests:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+
+    def _drain(self, have: int) -> list[_Request]:
+        """Everything already waiting; with max_wait_ms > 0, also wait that long for more."""
+        got: list[_Request] = []
+        end = time.monotonic() + self.max_wait_s
+        while True:
+            try:
+                item = self._queue.get_nowait() if self.max_wait_s == 0 or have >= self.max_batch \
+                    else self._queue.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                return got
+            if item is None:  # keep the close marker for the loop
+                self._queue.put(None)
+                return got
+            got.append(item)
+            have += len(item.texts)
+
+    def _run(self, requests: list[_Request]) -> None:
+        now = self.clock()
+        live = []
+        for r in requests:
+            if r.deadline is not None and now > r.deadline:
+                self.stats.expired += 1
+                r.future.set_exception(JobExpiredError(
+                    f"deadline passed {now - r.deadline:.3f}s before the job could run; not run"))
+            else:
+                live.append(r)
+        if not live:
+            return
+        items = [(r, i) for r in live for i in range(len(r.texts))]
+        ids = self.runtime.encode([r.texts[i] for r, i in items])
+        order = list(range(len(items)))
+        if self.sort_by_length:
+            order.sort(key=lambda k: len(ids[k]))
+        for r in live:
+            r.outputs = [None] * len(r.texts)
+        for chunk in self._chunks(order, ids):
+            started = time.perf_counter()
+            outs = self.runtime.forward([ids[k] for k in chunk])
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            width = max(len(ids[k]) for k in chunk)
+            real = sum(len(ids[k]) for k in chunk)
+            self._count(len(chunk), width * len(chunk), real)
+            for k, out in zip(chunk, outs):
+                r, i = items[k]
+                r.outputs[i] = out
+                r.info.batch_size = max(r.info.batch_size, len(chunk))
+            for r in {id(items[k][0]): items[k][0] for k in chunk}.values():
+                r.info.inference_ms += elapsed_ms
+                r.info.padded_tokens += width * len(chunk)
+                r.info.real_tokens += real
+        for r in live:
+            r.future.set_result((r.outputs, r.info))
+
+    def _chunks(self, order: list[int], ids: list[list[int]]):
+        """Consecutive runs of ``order`` within max_batch texts and max_tokens padded."""
+        chunk: list[int] = []
+        width = 0
+        for k in order:
+            w = max(width, len(ids[k]))
+            if chunk and (len(chunk) + 1 > self.max_batch or w * (len(chunk) + 1) > self.max_tokens):
+                yield chunk
+                chunk, w = [], len(ids[k])
+            chunk.append(k)
+            width = w
+        if chunk:
+            yield chunk
+
+    def _count(self, size: int, padded: int, real: int) -> None:
+        s = self.stats
+        s.batches += 1
+        s.texts += size
+        s.padded_tokens += padded
+        s.real_tokens += real
+        s.sizes[size] = s.sizes.get(size, 0) + 1
