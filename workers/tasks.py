@@ -64,7 +64,7 @@ def infer(task, model=None, inputs=None, params=None, **unexpected):
     deadline = _float(headers.get(contract.HEADER_DEADLINE))
     started = time.time()
 
-    deliveries = _record_start(ctx, job_id, model)
+    deliveries = _record_start(ctx, job_id, model, queue)
     if deliveries > ctx.settings.max_deliveries:
         reason = (f"delivered {deliveries} times (limit {ctx.settings.max_deliveries}); "
                   "the worker running it died each time")
@@ -110,10 +110,12 @@ def infer(task, model=None, inputs=None, params=None, **unexpected):
         ctx.state.leave(queue, ok)
 
 
-def _record_start(ctx: WorkerContext, job_id: str, model) -> int:
+def _record_start(ctx: WorkerContext, job_id: str, model, queue: str) -> int:
+    """Count this delivery in the job's record, and a start in the queue's stats (one round trip)."""
     key = contract.job_key(job_id)
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hincrby(key, "deliveries", 1)
+    pipe.hincrby(contract.stats_key(queue), "started", 1)
     pipe.hset(key, mapping={"state": contract.STARTED, "worker": ctx.state.worker_id})
     pipe.expire(key, ctx.settings.result_ttl_s)
     return int(pipe.execute()[0])

@@ -1,0 +1,106 @@
+"""``elastiq autoscale``: run the controller against a backend.
+
+    elastiq autoscale --once --dry-run --json      # one decision per queue, as JSON lines
+    elastiq autoscale --backend process --timeline .elastiq/timeline.jsonl --metrics-port 9808
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from elastiq.celeryconf import redis_client
+from elastiq.settings import Settings
+
+BACKENDS = {
+    "process": "autoscaler.backends.process:ProcessBackend",
+    "docker": "autoscaler.backends.docker:DockerBackend",
+    "compose": "autoscaler.backends.compose:ComposeBackend",
+}
+
+
+def make_backend(name: str):
+    import importlib
+
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls).from_env()
+
+
+def parse_args(argv):
+    env = os.environ
+    p = argparse.ArgumentParser(prog="elastiq autoscale", description=__doc__.splitlines()[0])
+    p.add_argument("--backend", choices=sorted(BACKENDS), default=env.get("ELASTIQ_AUTOSCALE_BACKEND", "process"))
+    p.add_argument("--models", default=env.get("ELASTIQ_AUTOSCALE_MODELS", "minilm"),
+                   help="comma-separated models; each model's queue is its own scaling group")
+    p.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, start or stop nothing")
+    p.add_argument("--json", action="store_true", help="print each decision as a JSON line")
+    p.add_argument("--interval-s", type=float, default=float(env.get("ELASTIQ_AUTOSCALE_INTERVAL_S", "1")))
+    p.add_argument("--drain-timeout-s", type=float, default=float(env.get("ELASTIQ_AUTOSCALE_DRAIN_TIMEOUT_S", "300")))
+    p.add_argument("--metrics-port", type=int, default=int(env.get("ELASTIQ_AUTOSCALE_METRICS_PORT", "0")),
+                   help="serve Prometheus metrics on this port (0: off)")
+    p.add_argument("--metrics-addr", default=env.get("ELASTIQ_AUTOSCALE_METRICS_ADDR", "127.0.0.1"))
+    p.add_argument("--timeline", default=env.get("ELASTIQ_AUTOSCALE_TIMELINE"),
+                   help="append every decision to this JSON-lines file (render with `elastiq plot`)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ELASTIQ_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from autoscaler.controller import Controller
+    from autoscaler.policy import PolicyConfig
+
+    settings = Settings.from_env()
+    config = PolicyConfig.from_env()
+    redis = redis_client(settings)
+    backend = make_backend(args.backend)
+    writer = None
+    if args.timeline:
+        from autoscaler.timeline import TimelineWriter
+
+        writer = TimelineWriter(args.timeline)
+    metrics = None
+    if args.metrics_port:
+        from autoscaler.metrics import Metrics
+
+        metrics = Metrics(args.metrics_port, args.metrics_addr)
+
+    def record(row: dict) -> None:
+        if writer:
+            writer(row)
+        if args.json:
+            keys = ("queue", "current", "desired", "reason", "waiting", "in_flight", "oldest_age_s")
+            print(json.dumps(row if not args.once else {k: row.get(k) for k in keys}), flush=True)
+
+    groups = [m.strip() for m in args.models.split(",") if m.strip()]
+    controller = Controller(redis=redis, backend=backend, groups=groups, config=config,
+                            drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
+                            record=record, metrics=metrics)
+    if args.once:
+        rows = controller.reconcile_once(time.time())
+        if not args.json:
+            for row in rows:
+                print(f"{row['queue']}: {row['current']} -> {row['desired']} workers ({row['reason']})")
+        return 0
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    logging.getLogger("elastiq.autoscaler").info(
+        "autoscaling %s with the %s backend every %.1fs (min %d, max %d)",
+        groups, args.backend, args.interval_s, config.min_workers, config.max_workers)
+    try:
+        controller.run(interval_s=args.interval_s, should_stop=lambda: bool(stopping))
+    finally:
+        if writer:
+            writer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The control loop: sense -> decide -> act -> record, once per tick, per scaling group.
+
+``reconcile_once(now)`` does one pass and never sleeps, so tests drive it tick by tick;
+``run()`` loops it with an injected clock and sleep. The controller keeps no truth of its
+own: replicas come from the backend and readiness from heartbeats each tick, so a
+restarted autoscaler resumes from what it observes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from autoscaler import drain
+from autoscaler.backends.base import Backend, BackendError, Replica
+from autoscaler.policy import Decision, PolicyConfig, PolicyState, decide
+from autoscaler.signals import Signals
+from elastiq import contract
+
+log = logging.getLogger("elastiq.autoscaler")
+
+
+@dataclass
+class GroupState:
+    policy: PolicyState = field(default_factory=PolicyState)
+    draining: dict[str, tuple[Replica, float]] = field(default_factory=dict)
+    failures: int = 0
+    backoff_until: float = 0.0
+    last_error: str | None = None
+
+
+class Controller:
+    def __init__(self, *, redis, backend: Backend, groups: list[str], config: PolicyConfig,
+                 signals: Signals | None = None, drain_timeout_s: float = 300.0,
+                 dry_run: bool = False, record: Callable[[dict], None] | None = None,
+                 metrics=None, max_backoff_s: float = 60.0):
+        self.redis = redis
+        self.backend = backend
+        self.groups = list(groups)
+        self.config = config
+        self.signals = signals or Signals(redis)
+        self.drain_timeout_s = drain_timeout_s
+        self.dry_run = dry_run
+        self.record = record or (lambda row: None)
+        self.metrics = metrics
+        self.max_backoff_s = max_backoff_s
+        self.state: dict[str, GroupState] = {g: GroupState() for g in self.groups}
+
+    def reconcile_once(self, now: float) -> list[dict]:
+        beats = self.signals.heartbeats()
+        return [self._reconcile_group(g, now, beats) for g in self.groups]
+
+    def run(self, *, interval_s: float = 1.0, clock: Callable[[], float] = time.time,
+            sleep: Callable[[float], None] = time.sleep, should_stop: Callable[[], bool] = lambda: False) -> None:
+        while not should_stop():
+            started = clock()
+            try:
+                self.reconcile_once(started)
+            except Exception:   # one bad tick must not end the loop
+                log.exception("reconcile failed")
+            sleep(max(0.0, interval_s - (clock() - started)))
+
+    # -- one group
+
+    def _reconcile_group(self, group: str, now: float, beats: dict | None) -> dict:
+        gs = self.state[group]
+        queue = contract.queue_for(group)
+        if now < gs.backoff_until:
+            return self._row(now, queue, None, None, f"backing off after error: {gs.last_error}", "hold")
+        try:
+            replicas = self.backend.list(group)
+            self._progress_drains(gs, replicas, beats, now)
+            active = [r for r in replicas if r.worker_id not in gs.draining]
+            snap = self.signals.snapshot(queue, [r.worker_id for r in active], now, beats)
+            decision = decide(snap, gs.policy, self.config, now)
+            gs.policy = decision.state
+            action = self._act(gs, group, active, beats or {}, decision, now)
+        except BackendError as exc:
+            return self._failed(gs, queue, now, exc)
+        gs.failures, gs.last_error = 0, None
+        if decision.desired != decision.current:
+            log.info("%s: %d -> %d workers (%s)%s", queue, decision.current, decision.desired,
+                     decision.reason, " [dry run]" if self.dry_run else "")
+        return self._row(now, queue, snap, decision, decision.reason, action, len(gs.draining))
+
+    def _progress_drains(self, gs: GroupState, replicas: list[Replica], beats: dict | None, now: float) -> None:
+        alive = {r.worker_id for r in replicas}
+        for r in replicas:   # adopt drains begun before a restart of this autoscaler
+            if beats and beats.get(r.worker_id, {}).get("draining") and r.worker_id not in gs.draining:
+                gs.draining[r.worker_id] = (r, now)
+        for wid, (replica, asked_at) in list(gs.draining.items()):
+            if wid not in alive:
+                del gs.draining[wid]
+                drain.clear_drain(self.redis, wid)
+                continue
+            if beats is None:            # heartbeats unreadable: do not guess
+                continue
+            status = drain.drain_status(beats.get(wid), asked_at, now, self.drain_timeout_s)
+            if status.done:
+                log.info("stopping %s: %s", wid, status.reason)
+                self.backend.stop(replica)
+                drain.clear_drain(self.redis, wid)
+                del gs.draining[wid]
+
+    def _act(self, gs: GroupState, group: str, active: list[Replica], beats: dict,
+             decision: Decision, now: float) -> str:
+        delta = decision.desired - len(active)
+        if self.dry_run or delta == 0:
+            return "hold" if delta == 0 else ("up" if delta > 0 else "down") + " (dry run)"
+        if delta > 0:
+            for _ in range(delta):
+                replica = self.backend.start(group)
+                log.info("started %s", replica.worker_id)
+            return f"up +{delta}"
+        for victim in drain.pick_victims(active, beats, -delta):
+            drain.request_drain(self.redis, victim.worker_id)
+            gs.draining[victim.worker_id] = (victim, now)
+            log.info("draining %s", victim.worker_id)
+        return f"down -{-delta}"
+
+    def _failed(self, gs: GroupState, queue: str, now: float, exc: Exception) -> dict:
+        gs.failures += 1
+        wait = min(self.max_backoff_s, 2.0 ** gs.failures)
+        gs.backoff_until = now + wait
+        gs.last_error = str(exc)[:200]
+        log.error("%s: backend error (%d in a row), backing off %.0fs: %s", queue, gs.failures, wait, exc)
+        return self._row(now, queue, None, None, f"backend error: {gs.last_error}", "error")
+
+    def _row(self, now, queue, snap, decision, reason, action, draining=0) -> dict:
+        q = snap.queue if snap else None
+        row = {
+            "t": round(now, 3), "queue": queue,
+            "current": decision.current if decision else None,
+            "desired": decision.desired if decision else None,
+            "reason": reason, "action": action,
+            "capacity_limited": decision.capacity_limited if decision else False,
+            "waiting": q.waiting if q else None, "in_flight": q.in_flight if q else None,
+            "oldest_age_s": None if not q or q.oldest_age_s is None else round(q.oldest_age_s, 3),
+            "ready": q.ready_workers if q else None, "draining": draining,
+            "arrival_rate": None if not q or q.arrival_rate is None else round(q.arrival_rate, 3),
+            "service_time_s": None if not q or q.service_time_s is None else round(q.service_time_s, 4),
+        }
+        self.record(row)
+        if self.metrics is not None:
+            self.metrics.observe(row)
+        return row

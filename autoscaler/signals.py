@@ -1,0 +1,156 @@
+"""Signals: read the numbers the policy needs. I/O only; returns plain snapshots.
+
+Per queue:
+- waiting: the sum over *all* the queue's Redis lists, Celery's priority sub-lists
+  included (KEDA's Redis scaler reads one list);
+- in flight: busy slots from live worker heartbeats (messages a worker holds are
+  invisible to ``LLEN``, the main reason KEDA misses backlog);
+- oldest age: from the ``elastiq_submitted_at`` header of the oldest message;
+- arrival rate and service time, smoothed: arrivals = starts + growth of the queue, and
+  service time by Little's law (jobs in service / start rate).
+Host: CPUs, idle CPU and available memory (psutil), worker RSS (heartbeats).
+Anything that cannot be read is ``None`` (unknown), never zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
+from elastiq import contract
+from elastiq.procs import read_heartbeats
+
+log = logging.getLogger(__name__)
+
+
+def waiting_and_oldest(redis, queue: str, now: float) -> tuple[int | None, float | None]:
+    """LLEN over every list of the queue, and the oldest waiting job's age (0.0 if none)."""
+    keys = contract.queue_keys(queue)
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.llen(k)
+        for k in keys:
+            pipe.lindex(k, -1)          # BRPOP takes from the right: the oldest is there
+        replies = pipe.execute()
+    except Exception as exc:
+        log.warning("cannot read queue %s: %s", queue, exc)
+        return None, None
+    waiting = sum(int(n) for n in replies[: len(keys)])
+    ages = [age for raw in replies[len(keys):] if raw if (age := _age(raw, now)) is not None]
+    oldest = max(ages) if ages else (0.0 if waiting == 0 else None)
+    return waiting, oldest
+
+
+def _age(raw: str, now: float) -> float | None:
+    try:
+        headers = json.loads(raw).get("headers") or {}
+        return max(0.0, now - float(headers[contract.HEADER_SUBMITTED_AT]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@dataclass
+class _Rates:
+    at: float
+    started: int
+    waiting: int
+    arrival_rate: float | None = None
+    service_time_s: float | None = None
+
+
+class Signals:
+    """Reads one snapshot per queue. Keeps the previous reading to smooth rates."""
+
+    def __init__(self, redis, *, smoothing: float = 0.3, host: Callable[[], dict] | None = None):
+        self.redis = redis
+        self.smoothing = smoothing
+        self._host = host or host_stats
+        self._rates: dict[str, _Rates] = {}
+        self._cold_start: dict[str, float] = {}
+
+    def heartbeats(self) -> dict[str, dict] | None:
+        try:
+            return read_heartbeats(self.redis)
+        except Exception as exc:
+            log.warning("cannot read heartbeats: %s", exc)
+            return None
+
+    def snapshot(self, queue: str, worker_ids: list[str], now: float,
+                 beats: dict[str, dict] | None = None) -> Snapshot:
+        beats = self.heartbeats() if beats is None else beats
+        waiting, oldest = waiting_and_oldest(self.redis, queue, now)
+        # In flight counts every worker on the queue (draining ones still hold real work);
+        # ready/busy counts only the replicas the caller manages as active.
+        on_queue = None if beats is None else [b for b in beats.values() if queue in b.get("queues", [])]
+        mine = None if beats is None else [b for w, b in beats.items() if w in worker_ids]
+        in_flight = None if on_queue is None else sum(
+            int(b.get("busy_by_queue", {}).get(queue, 0)) for b in on_queue)
+        arrival, service = self._update_rates(queue, now, waiting, in_flight)
+        colds = [b["cold_start_s"] for b in on_queue or [] if b.get("cold_start_s")]
+        if colds:
+            self._cold_start[queue] = max(colds)
+        q = QueueSnapshot(
+            queue=queue, waiting=waiting, in_flight=in_flight, oldest_age_s=oldest,
+            arrival_rate=arrival, service_time_s=service, workers=len(worker_ids),
+            ready_workers=sum(1 for b in mine or [] if b.get("ready")),
+            busy_workers=sum(1 for b in mine or [] if b.get("busy_by_queue", {}).get(queue, 0) > 0),
+            slots_per_worker=max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None,
+            cold_start_s=self._cold_start.get(queue),
+        )
+        host = self._host()
+        rss = [b["rss_mb"] for b in on_queue or [] if b.get("rss_mb")]
+        threads = [int(b["threads"]) for b in on_queue or [] if b.get("threads")]
+        return Snapshot(now, q, HostSnapshot(
+            cpus=host.get("cpus"), free_cpu=host.get("free_cpu"),
+            free_memory_mb=host.get("free_memory_mb"),
+            worker_rss_mb=max(rss) if rss else None,
+            threads_per_worker=max(threads) if threads else None))
+
+    def _update_rates(self, queue: str, now: float, waiting: int | None,
+                      in_flight: int | None) -> tuple[float | None, float | None]:
+        try:
+            started = int(self.redis.hget(contract.stats_key(queue), "started") or 0)
+        except Exception:
+            return None, None
+        prev = self._rates.get(queue)
+        if waiting is None:
+            return (prev.arrival_rate, prev.service_time_s) if prev else (None, None)
+        if prev is None or now - prev.at <= 0 or started < prev.started:
+            self._rates[queue] = _Rates(now, started, waiting)
+            return None, None
+        dt = now - prev.at
+        start_rate = (started - prev.started) / dt
+        arrivals = max(0.0, (started - prev.started + waiting - prev.waiting) / dt)
+        a = self.smoothing
+        arrival = arrivals if prev.arrival_rate is None else a * arrivals + (1 - a) * prev.arrival_rate
+        service = prev.service_time_s
+        if start_rate > 0 and in_flight is not None:
+            sample = in_flight / start_rate
+            service = sample if service is None else a * sample + (1 - a) * service
+        self._rates[queue] = _Rates(now, started, waiting, arrival, service)
+        return arrival, service
+
+
+def host_stats() -> dict:
+    """CPUs, idle CPUs and available memory of this host; {} entries missing if unreadable."""
+    try:
+        import psutil
+    except ImportError:
+        return {}
+    try:
+        cpus = psutil.cpu_count() or None
+        busy = psutil.cpu_percent(interval=None) / 100.0
+        return {"cpus": cpus, "free_cpu": round(cpus * (1 - busy), 2) if cpus else None,
+                "free_memory_mb": round(psutil.virtual_memory().available / 1e6, 1)}
+    except Exception as exc:
+        log.warning("cannot read host stats: %s", exc)
+        return {}
+
+
+def now_s() -> float:
+    return time.time()

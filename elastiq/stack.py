@@ -1,0 +1,131 @@
+"""The local stack behind ``elastiq up``/``down``: redis-server, workers, Flower, autoscaler.
+
+Everything runs in the background on 127.0.0.1, with its files under ``$ELASTIQ_HOME``
+(default ``./.elastiq``): ``stack.json`` records what was started (pids, ports), so
+``elastiq down`` stops exactly that and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from elastiq import procs
+from elastiq.celeryconf import redis_client
+from elastiq.settings import Settings
+
+
+@dataclass
+class StackState:
+    redis_url: str
+    redis_pid: int
+    redis_port: int
+    models: list[str]
+    flower_pid: int | None = None
+    flower_port: int | None = None
+    autoscaler_pid: int | None = None
+    metrics_port: int | None = None
+    timeline: str | None = None
+    started_at: float = field(default_factory=time.time)
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("ELASTIQ_HOME", ".elastiq")).resolve()
+
+
+def state_path(home: Path) -> Path:
+    return home / "stack.json"
+
+
+def load_state(home: Path) -> StackState | None:
+    try:
+        return StackState(**json.loads(state_path(home).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def is_running(state: StackState) -> bool:
+    return procs.pid_alive(state.redis_pid) and "redis-server" in procs.cmdline(state.redis_pid)
+
+
+def _spawn(args: list[str], log: Path, env: dict) -> int:
+    out = open(log, "ab")
+    try:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True).pid
+    finally:
+        out.close()
+
+
+def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_port: int | None = None,
+       flower: bool = True, flower_port: int | None = None, autoscale: bool = False,
+       metrics_port: int | None = None, ready_timeout_s: float = 180.0, progress=print) -> StackState:
+    models = models or ["minilm"]
+    existing = load_state(home)
+    if existing and is_running(existing):
+        return existing
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "logs").mkdir(exist_ok=True)
+    if redis_port is None:
+        redis_port = 6379 if not procs.wait_port(6379, 0.05) else procs.free_port()
+    redis = procs.RedisProcess(redis_port, home / "redis").start()
+    state = StackState(redis.url, redis.proc.pid, redis_port, models)
+    state_path(home).write_text(json.dumps(asdict(state), indent=2))
+    progress(f"redis-server on 127.0.0.1:{redis_port} (AOF on, data in {home / 'redis'})")
+
+    env = {**os.environ, "ELASTIQ_REDIS_URL": state.redis_url, "ELASTIQ_HOME": str(home)}
+    os.environ["ELASTIQ_REDIS_URL"] = state.redis_url
+    from autoscaler.backends.process import ProcessBackend
+
+    backend = ProcessBackend(home, env=env, threads=int(env.get("ELASTIQ_WORKER_THREADS") or 1))
+    ids = [backend.start(m).worker_id for m in models for _ in range(workers)]
+    if flower:
+        state.flower_port = flower_port or procs.free_port()
+        state.flower_pid = _spawn([sys.executable, "-m", "celery", "-A", "elastiq.flower_app", "flower",
+                                   "--address=127.0.0.1", f"--port={state.flower_port}"],
+                                  home / "logs" / "flower.log", env)
+    if autoscale:
+        state.metrics_port = metrics_port or procs.free_port()
+        state.timeline = str(home / "timeline.jsonl")
+        state.autoscaler_pid = _spawn(
+            [sys.executable, "-m", "elastiq.cli", "autoscale", "--backend", "process",
+             "--models", ",".join(models), "--timeline", state.timeline,
+             "--metrics-port", str(state.metrics_port)],
+            home / "logs" / "autoscaler.log", env)
+    state_path(home).write_text(json.dumps(asdict(state), indent=2))
+    progress(f"waiting for {len(ids)} worker(s) to load their model ...")
+    r = redis_client(Settings(redis_url=state.redis_url))
+    try:
+        procs.wait_ready(r, ids, ready_timeout_s)
+    finally:
+        r.close()
+    return state
+
+
+def down(home: Path, progress=print) -> int:
+    """Stop what ``up`` started (autoscaler first, then workers, Flower, Redis)."""
+    state = load_state(home)
+    stopped = 0
+    if state and state.autoscaler_pid and "autoscale" in procs.cmdline(state.autoscaler_pid):
+        procs.terminate(state.autoscaler_pid, 30)
+        stopped += 1
+    from autoscaler.backends.process import ProcessBackend
+
+    n = ProcessBackend(home).stop_all()
+    if n:
+        progress(f"stopped {n} worker(s)")
+    stopped += n
+    if state and state.flower_pid and "flower" in procs.cmdline(state.flower_pid):
+        procs.terminate(state.flower_pid, 10)
+        stopped += 1
+    if state and is_running(state):
+        procs.terminate(state.redis_pid, 30)
+        progress(f"stopped redis-server on port {state.redis_port}")
+        stopped += 1
+    state_path(home).unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,141 @@
+"""``elastiq up | down | status | submit``: the local stack and a look inside it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from elastiq import contract, stack
+from elastiq.celeryconf import redis_client
+from elastiq.procs import read_heartbeats
+from elastiq.registry import Registry
+from elastiq.settings import DEFAULT_REDIS_URL, Settings
+
+
+def redis_url() -> str:
+    """ELASTIQ_REDIS_URL, else the running local stack's, else the default."""
+    if os.environ.get("ELASTIQ_REDIS_URL"):
+        return os.environ["ELASTIQ_REDIS_URL"]
+    state = stack.load_state(stack.home_dir())
+    return state.redis_url if state and stack.is_running(state) else DEFAULT_REDIS_URL
+
+
+def up(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="elastiq up", description="Start the local stack in the background.")
+    p.add_argument("--workers", type=int, default=1, help="worker processes per model (default 1)")
+    p.add_argument("--models", default="minilm", help="comma-separated models to serve")
+    p.add_argument("--redis-port", type=int, help="default: 6379 if free, else a free port")
+    p.add_argument("--flower-port", type=int)
+    p.add_argument("--no-flower", action="store_true")
+    p.add_argument("--autoscale", action="store_true", help="also run the autoscaler (process backend)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    home = stack.home_dir()
+    say = (lambda *_: None) if a.json else (lambda msg: print(msg, flush=True))
+    state = stack.up(home, workers=a.workers, models=[m for m in a.models.split(",") if m],
+                     redis_port=a.redis_port, flower=not a.no_flower, flower_port=a.flower_port,
+                     autoscale=a.autoscale, progress=say)
+    if a.json:
+        print(json.dumps(state.__dict__))
+        return 0
+    print(f"\nelastiq is up (home {home})")
+    print(f"  Redis:   {state.redis_url}    export ELASTIQ_REDIS_URL={state.redis_url}")
+    if state.flower_port:
+        print(f"  Flower:  http://127.0.0.1:{state.flower_port}")
+    if state.autoscaler_pid:
+        print(f"  Autoscaler metrics: http://127.0.0.1:{state.metrics_port}/metrics  timeline: {state.timeline}")
+    print("  Try:     elastiq submit minilm 'hello world'    elastiq status    elastiq down")
+    return 0
+
+
+def down(argv=None) -> int:
+    argparse.ArgumentParser(prog="elastiq down", description="Stop what `elastiq up` started.").parse_args(argv)
+    n = stack.down(stack.home_dir())
+    print(f"stopped {n} process(es)" if n else "nothing was running")
+    return 0
+
+
+def collect_status(r, registry: Registry, now: float) -> dict:
+    from autoscaler.signals import waiting_and_oldest
+
+    beats = read_heartbeats(r)
+    queues = {contract.queue_for(m) for m in registry.names()}
+    queues |= {q for b in beats.values() for q in b.get("queues", [])}
+    rows = []
+    for q in sorted(queues):
+        waiting, oldest = waiting_and_oldest(r, q, now)
+        serving = [b for b in beats.values() if q in b.get("queues", [])]
+        rows.append({"queue": q, "waiting": waiting,
+                     "in_flight": sum(b.get("busy_by_queue", {}).get(q, 0) for b in serving),
+                     "oldest_age_s": None if oldest is None else round(oldest, 3),
+                     "workers": len(serving)})
+    workers = [{"worker_id": w, "queues": b.get("queues"), "ready": b.get("ready"),
+                "draining": b.get("draining"), "busy": b.get("busy"), "slots": b.get("slots"),
+                "rss_mb": b.get("rss_mb"), "done": b.get("done"), "failed": b.get("failed"),
+                "cold_start_s": b.get("cold_start_s")} for w, b in sorted(beats.items())]
+    dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
+    return {"queues": rows, "workers": workers,
+            "dead_letters": {"count": r.llen(contract.DEAD_LETTER_KEY), "latest": dead}}
+
+
+def status(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="elastiq status", description="Queues, workers and dead letters.")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    r = redis_client(Settings.from_env(redis_url=redis_url()))
+    try:
+        s = collect_status(r, Registry.from_env(), time.time())
+    except Exception as exc:
+        from elastiq.errors import BrokerUnavailableError
+
+        raise BrokerUnavailableError(f"cannot read status from Redis: {exc}") from None
+    if a.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{'QUEUE':<24}{'WAITING':>9}{'IN FLIGHT':>11}{'OLDEST':>9}{'WORKERS':>9}")
+    for q in s["queues"]:
+        age = "-" if q["oldest_age_s"] is None else f"{q['oldest_age_s']:.1f}s"
+        print(f"{q['queue']:<24}{q['waiting']!s:>9}{q['in_flight']:>11}{age:>9}{q['workers']:>9}")
+    print(f"\n{'WORKER':<34}{'READY':>7}{'BUSY/SLOTS':>12}{'RSS MB':>9}{'DONE':>8}  STATE")
+    for w in s["workers"]:
+        st = "draining" if w["draining"] else ("ready" if w["ready"] else "starting")
+        print(f"{w['worker_id']:<34}{str(bool(w['ready'])):>7}{str(w['busy']) + '/' + str(w['slots']):>12}"
+              f"{w['rss_mb'] or 0:>9.0f}{w['done'] or 0:>8}  {st}")
+    d = s["dead_letters"]
+    print(f"\ndead letters: {d['count']}")
+    for e in d["latest"][:5]:
+        print(f"  {e.get('job_id')}  {e.get('model')}  {e.get('reason')}")
+    return 0
+
+
+def submit(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="elastiq submit", description="Submit one job; print its result as JSON.")
+    p.add_argument("model")
+    p.add_argument("texts", nargs="+")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
+                   help="a job parameter, e.g. --param top_k=2 (value parsed as JSON)")
+    a = p.parse_args(argv)
+    params = {}
+    for item in a.param:
+        key, _, raw = item.partition("=")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    from elastiq.errors import ElastiqError
+    from producer import Client
+
+    with Client(redis_url()) as client:
+        try:
+            job = client.submit(a.model, a.texts, **params)
+            res = job.result(timeout=a.timeout)
+        except ElastiqError as exc:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), file=sys.stderr)
+            return 1
+    print(json.dumps({"job_id": res.job_id, "model": res.model, "outputs": res.outputs,
+                      "timings": res.timings}))
+    return 0

@@ -1,0 +1,70 @@
+"""Signals against a real Redis: what KEDA's one-list LLEN misses, elastiq counts."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from autoscaler.signals import Signals, waiting_and_oldest
+from elastiq import contract
+
+pytestmark = pytest.mark.integration
+Q = "elastiq.debug"
+
+
+def test_priority_sub_lists_and_oldest_age_are_counted(models_env, client, redis):
+    client.submit_many("debug", [["a"], ["b"]])                 # priority 0: the plain list
+    client.submit("debug", ["c"], priority=6)                  # a sub-list KEDA never reads
+    client.submit("debug", ["d"], priority=9)
+    assert redis.llen(Q) == 2                                  # what KEDA's scaler would see
+    now = time.time() + 5
+    waiting, oldest = waiting_and_oldest(redis, Q, now)
+    assert waiting == 4
+    assert 4.9 <= oldest <= 6.0
+
+
+def test_empty_queue_has_age_zero_and_unreadable_redis_is_unknown(redis, redis_server):
+    assert waiting_and_oldest(redis, Q, time.time()) == (0, 0.0)
+    from elastiq.celeryconf import redis_client
+    from elastiq.settings import Settings
+
+    dead = redis_client(Settings(redis_url="redis://127.0.0.1:1/0"))
+    assert waiting_and_oldest(dead, Q, time.time()) == (None, None)
+    snap = Signals(dead, host=lambda: {}).snapshot(Q, [], time.time())
+    assert snap.queue.waiting is None and snap.queue.in_flight is None   # unknown, never zero
+
+
+def test_in_flight_comes_from_heartbeats_and_jobs_held_by_workers_are_seen(models_env, workers, client, redis):
+    (wid,) = workers.start("debug", slots=4)
+    jobs = client.submit_many("debug", [["x"]] * 4, sleep_ms=3000)
+    deadline = time.time() + 10
+    snap = None
+    while time.time() < deadline:
+        snap = Signals(redis).snapshot(Q, [wid], time.time())
+        if snap.queue.in_flight == 4:
+            break
+        time.sleep(0.2)
+    assert snap.queue.waiting == 0          # LLEN says nothing is there ...
+    assert snap.queue.in_flight == 4        # ... but four jobs are running
+    assert snap.queue.busy_workers == 1 and snap.queue.slots_per_worker == 4
+    assert snap.queue.cold_start_s and snap.queue.cold_start_s > 0
+    assert snap.host.worker_rss_mb and snap.host.worker_rss_mb > 10
+    for j in jobs:
+        j.result(timeout=20)
+
+
+def test_arrival_rate_and_service_time_are_smoothed_from_counters(redis):
+    s = Signals(redis, host=lambda: {})
+    redis.hset(contract.stats_key(Q), "started", 0)
+    s.snapshot(Q, [], 100.0, beats={})
+    redis.hset(contract.stats_key(Q), "started", 50)        # 50 starts in 10 s
+    beat = {"worker_id": "w", "queues": [Q], "busy_by_queue": {Q: 10}, "slots": 16}
+    for i in range(5):
+        redis.lpush(Q, json.dumps({"headers": {contract.HEADER_SUBMITTED_AT: 105.0}}))
+    snap = s.snapshot(Q, ["w"], 110.0, beats={"w": beat})
+    q = snap.queue
+    assert q.arrival_rate == pytest.approx(5.5)              # (50 started + 5 queued) / 10 s
+    assert q.service_time_s == pytest.approx(2.0)            # 10 in service / 5 per s
+    assert q.oldest_age_s == pytest.approx(5.0)
