@@ -71,8 +71,8 @@ class Controller:
             return self._row(now, queue, None, None, f"backing off after error: {gs.last_error}", "hold")
         try:
             replicas = self.backend.list(group)
-            self._progress_drains(gs, replicas, beats, now)
-            active = [r for r in replicas if r.worker_id not in gs.draining]
+            stopped = self._progress_drains(gs, replicas, beats, now)
+            active = [r for r in replicas if r.worker_id not in gs.draining and r.worker_id not in stopped]
             snap = self.signals.snapshot(queue, [r.worker_id for r in active], now, beats)
             decision = decide(snap, gs.policy, self.config, now)
             gs.policy = decision.state
@@ -85,7 +85,10 @@ class Controller:
                      decision.reason, " [dry run]" if self.dry_run else "")
         return self._row(now, queue, snap, decision, decision.reason, action, len(gs.draining))
 
-    def _progress_drains(self, gs: GroupState, replicas: list[Replica], beats: dict | None, now: float) -> None:
+    def _progress_drains(self, gs: GroupState, replicas: list[Replica], beats: dict | None,
+                         now: float) -> set[str]:
+        """Stop the draining replicas that are done; returns the ids stopped now."""
+        stopped: set[str] = set()
         alive = {r.worker_id for r in replicas}
         for r in replicas:   # adopt drains begun before a restart of this autoscaler
             if beats and beats.get(r.worker_id, {}).get("draining") and r.worker_id not in gs.draining:
@@ -103,6 +106,8 @@ class Controller:
                 self.backend.stop(replica)
                 drain.clear_drain(self.redis, wid)
                 del gs.draining[wid]
+                stopped.add(wid)
+        return stopped
 
     def _act(self, gs: GroupState, group: str, active: list[Replica], beats: dict,
              decision: Decision, now: float) -> str:

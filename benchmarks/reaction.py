@@ -1,0 +1,89 @@
+"""``elastiq bench reaction``: burst -> scale-up decision -> new worker ready -> consuming.
+
+A private redis-server and the process backend with one MiniLM worker; the controller
+ticks every ``interval_s`` (1 s by default). A burst of single-sentence jobs arrives at
+t = 0. Reported, in seconds from the burst: the first decision to add a worker, the new
+worker's start, its readiness (model loaded), and the first job it completes. For
+comparison, KEDA polls every 30 s and the HPA syncs every 15 s: a decision alone takes
+up to 45 s there, before any pod starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+KEDA_HPA_DECISION_S = 30 + 15   # worst case: polling interval + HPA sync period
+
+
+def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smoke: bool = False) -> dict:
+    from autoscaler.backends.process import ProcessBackend
+    from autoscaler.controller import Controller
+    from autoscaler.policy import PolicyConfig
+    from elastiq import procs
+    from elastiq.celeryconf import redis_client
+    from elastiq.settings import Settings
+    from producer import Client
+
+    if smoke:
+        jobs, model = 200, "debug"
+    with tempfile.TemporaryDirectory(prefix="elastiq-reaction-") as tmp:
+        home = Path(tmp)
+        redis = procs.RedisProcess(procs.free_port(), home / "redis").start()
+        env = {"ELASTIQ_REDIS_URL": redis.url, "ELASTIQ_WORKER_THREADS": "1"}
+        if model == "debug":
+            (home / "models.json").write_text('{"debug": {"kind": "debug"}}')
+            env["ELASTIQ_MODELS"] = str(home / "models.json")
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        backend = ProcessBackend(home, env=env, threads=1, stop_timeout_s=30)
+        r = redis_client(Settings(redis_url=redis.url))
+        try:
+            first = backend.start(model)
+            procs.wait_ready(r, [first.worker_id], 180)
+            rows: list[dict] = []
+            config = PolicyConfig(min_workers=1, max_workers=2)
+            ctl = Controller(redis=r, backend=backend, groups=[model], config=config, record=rows.append)
+            stop = threading.Event()
+            loop = threading.Thread(target=ctl.run, kwargs={"interval_s": interval_s, "should_stop": stop.is_set})
+            loop.start()
+            time.sleep(interval_s * 1.5)     # the burst lands at a random phase of the loop
+            with Client(redis.url) as client:
+                t0 = time.time()
+                params = {"sleep_ms": 20} if model == "debug" else {}
+                pending = client.submit_many(model, [[f"sentence {i} of the burst"] for i in range(jobs)], **params)
+                results = [j.result(timeout=600) for j in pending]
+            stop.set()
+            loop.join(10)
+            decision = next((x["t"] for x in rows if (x["desired"] or 0) > (x["current"] or 0)), None)
+            new = [w for w in {x.timings["worker"] for x in results} if w != first.worker_id]
+            started = [x for x in backend.list(model) if x.worker_id != first.worker_id]
+            beats = procs.read_heartbeats(r)
+            ready_at = beats.get(new[0], {}).get("ready_at") if new else None
+            first_done = min((x.timings["finished_at"] for x in results if x.timings["worker"] in new), default=None)
+            rel = lambda t: None if t is None else round(t - t0, 3)  # noqa: E731
+            report = {
+                "benchmark": "reaction", "model": model, "jobs": jobs, "interval_s": interval_s,
+                "cpus": os.cpu_count(),
+                "decision_s": rel(decision),
+                "worker_started_s": rel(started[0].started_at) if started else None,
+                "worker_ready_s": rel(ready_at),
+                "first_job_on_new_worker_s": rel(first_done),
+                "burst_done_s": round(max(x.timings["finished_at"] for x in results) - t0, 3),
+                "keda_hpa_decision_worst_s": KEDA_HPA_DECISION_S,
+            }
+            if report["decision_s"] is not None:
+                report["decision_vs_keda_hpa"] = round(report["decision_s"] / KEDA_HPA_DECISION_S, 4)
+            return report
+        finally:
+            backend.stop_all()
+            r.close()
+            redis.stop()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -1,0 +1,134 @@
+"""The policy, as named scenarios with an injected clock: one per way the anchors fail."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from autoscaler.policy import Decision, PolicyConfig, PolicyState, decide
+from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
+from elastiq.errors import ConfigError
+
+CFG = PolicyConfig(min_workers=1, max_workers=8, target_per_worker=16, stabilisation_min_s=15,
+                   cold_start_factor=3, max_step_up=4)
+ROOMY = HostSnapshot(cpus=64, free_cpu=60, free_memory_mb=64_000, worker_rss_mb=500, threads_per_worker=1)
+
+
+def q(**kw) -> QueueSnapshot:
+    base = dict(queue="elastiq.minilm", waiting=0, in_flight=0, oldest_age_s=0.0, arrival_rate=None,
+                service_time_s=None, workers=1, ready_workers=1, busy_workers=0, slots_per_worker=16,
+                cold_start_s=5.0)
+    return QueueSnapshot(**{**base, **kw})
+
+
+def once(queue: QueueSnapshot, host: HostSnapshot = ROOMY, cfg: PolicyConfig = CFG,
+         state: PolicyState = PolicyState(), now: float = 1000.0) -> Decision:
+    return decide(Snapshot(now, queue, host), state, cfg, now)
+
+
+def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 1.0) -> list[Decision]:
+    """Feed snapshots one per tick; the pool follows each decision (as the controller does)."""
+    state, workers, out = PolicyState(), None, []
+    for i, snap in enumerate(ticks):
+        if workers is not None:
+            snap = replace(snap, workers=workers)
+        d = decide(Snapshot(i * dt, snap, host), state, cfg, i * dt)
+        state, workers = d.state, d.desired
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("name,queue,host,cfg,desired,capacity", [
+    ("idle pool stays at min", q(), ROOMY, CFG, 1, False),
+    ("backlog 48 -> 3", q(waiting=48), ROOMY, CFG, 3, False),
+    # KEDA reads LLEN only: 0 here. The jobs sit in the workers' slots.
+    ("backlog held by workers is seen", q(waiting=0, in_flight=64, workers=2, busy_workers=2), ROOMY, CFG, 4, False),
+    ("priority sub-lists count (waiting is their sum)", q(waiting=40), ROOMY, CFG, 3, False),
+    ("step limit +4 per decision", q(waiting=16 * 20), ROOMY, CFG, 5, False),
+    ("max workers", q(waiting=16 * 20, workers=6), ROOMY, CFG, 8, False),
+    ("a busy victim is never removed", q(waiting=0, in_flight=3, workers=3, busy_workers=3), ROOMY, CFG, 3, False),
+    ("memory cap binds", q(waiting=160), HostSnapshot(64, 60, 1_512, 500, 1), CFG, 3, True),
+    ("CPU cap binds", q(waiting=160), HostSnapshot(2, 1.5, 64_000, 500, 1), CFG, 2, True),
+    ("Little's law", q(waiting=0, in_flight=10, arrival_rate=100, service_time_s=0.5), ROOMY, CFG, 4, False),
+    ("old job adds a worker", q(waiting=3, oldest_age_s=6.0), ROOMY, CFG, 2, False),
+    ("job past the SLO adds two", q(waiting=3, oldest_age_s=12.0), ROOMY, CFG, 3, False),
+    ("scale from zero", q(waiting=1, workers=0, ready_workers=0), ROOMY, replace(CFG, min_workers=0), 1, False),
+])
+def test_single_decisions(name, queue, host, cfg, desired, capacity):
+    d = once(queue, host, cfg)
+    assert d.desired == desired, d.reason
+    assert d.capacity_limited is capacity
+    assert d.reason
+    if capacity:
+        assert "capacity-limited" in d.reason
+
+
+def test_reason_names_the_winning_term():
+    assert once(q(waiting=48)).reason.startswith("backlog 48 (waiting 48 + in flight 0) / 16 per worker -> 3")
+    assert "oldest job waited" in once(q(waiting=3, oldest_age_s=6.0)).reason
+
+
+def test_scale_up_acts_at_once_and_scale_down_waits_the_window():
+    ticks = [q(waiting=64)] + [q(waiting=0)] * 30
+    ds = run(ticks)
+    assert ds[0].desired == 4                                 # up on the first tick
+    window = 3 * 5.0                                          # 3 x cold start 5 s
+    assert all(d.desired == 4 for d in ds[1:int(window)]), [d.desired for d in ds]
+    assert ds[int(window) + 1].desired == 1
+    assert "waits a 15s window" in ds[5].reason
+
+
+def test_slow_cold_start_stretches_the_window():
+    # A worker that took 8 s to load is not dropped for a 2 s lull (window 24 s, not 15).
+    ticks = [q(waiting=64, cold_start_s=8.0)] + [q(waiting=0, cold_start_s=8.0)] * 2 + [q(waiting=64, cold_start_s=8.0)]
+    ds = run(ticks)
+    assert [d.desired for d in ds] == [4, 4, 4, 4]
+    lull = [q(waiting=64, cold_start_s=8.0)] + [q(waiting=0, cold_start_s=8.0)] * 30
+    ds = run(lull)
+    assert ds[20].desired == 4 and ds[25].desired == 1
+
+
+def test_noisy_signal_does_not_flap():
+    ticks = [q(waiting=64 if i % 2 == 0 else 0) for i in range(40)]
+    sizes = [d.desired for d in run(ticks)]
+    changes = sum(1 for a, b in zip(sizes, sizes[1:]) if a != b)
+    assert changes == 0, sizes
+
+
+def test_metric_outage_holds_instead_of_scaling_in():
+    ds = run([q(waiting=64)] + [q(waiting=None, in_flight=None, oldest_age_s=None)] * 40)
+    assert all(d.desired == 4 for d in ds), [d.desired for d in ds]
+    assert "metrics unknown" in ds[-1].reason
+    # ... and a known backlog still scales up while heartbeats are unknown.
+    assert once(q(waiting=48, in_flight=None, workers=1)).desired == 3
+
+
+def test_scale_to_zero_after_the_window_and_back():
+    cfg = replace(CFG, min_workers=0)
+    ds = run([q(waiting=16)] + [q()] * 20 + [q(waiting=2)], cfg=cfg)
+    assert ds[0].desired == 1
+    assert ds[19].desired == 0                                # idle for the whole window
+    assert ds[-1].desired == 1 and "scale from zero" in ds[-1].reason
+
+
+def test_decide_is_pure():
+    snap, state = q(waiting=48), PolicyState(((990.0, 2),))
+    a = once(snap, state=state)
+    b = once(snap, state=state)
+    assert a == b and state.recommendations == ((990.0, 2),)
+
+
+@pytest.mark.parametrize("kwargs", [dict(min_workers=3, max_workers=2), dict(max_workers=0),
+                                    dict(target_per_worker=0), dict(target_utilisation=1.5),
+                                    dict(max_step_up=0)])
+def test_bad_config_is_a_config_error(kwargs):
+    with pytest.raises(ConfigError):
+        PolicyConfig(**kwargs)
+
+
+def test_from_env():
+    cfg = PolicyConfig.from_env({"ELASTIQ_AUTOSCALE_MAX_WORKERS": "6", "ELASTIQ_AUTOSCALE_SLO_WAIT_S": "2.5"})
+    assert cfg.max_workers == 6 and cfg.slo_wait_s == 2.5
+    with pytest.raises(ConfigError, match="ELASTIQ_AUTOSCALE_MAX_WORKERS"):
+        PolicyConfig.from_env({"ELASTIQ_AUTOSCALE_MAX_WORKERS": "lots"})
