@@ -9,7 +9,6 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first: any looser requirement alone pulls the multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[worker,autoscaler,dev]'
