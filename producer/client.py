@@ -14,23 +14,32 @@ import time
 import uuid
 from typing import Iterable, Sequence
 
-from elastiq import contract
+from elastiq import contract, kombu_fast
 from elastiq.celeryconf import make_celery, redis_client
-from elastiq.errors import BrokerUnavailableError, InputTypeError
+from elastiq.errors import BrokerUnavailableError, InputTypeError, JobTimeoutError
 from elastiq.registry import Registry
 from elastiq.settings import Settings
 from elastiq.validate import validate_job
+from producer.collect import ResultCollector
 from producer.job import Job, Result
+
+PUBLISH_BATCH = 500      # messages per Redis round trip when submitting many jobs
+
+
+def _skip_on_task_call(producer, task_id) -> None:
+    """See :meth:`Client._no_early_subscribe`."""
 
 
 class Client:
     def __init__(self, redis_url: str | None = None, *, settings: Settings | None = None,
                  registry: Registry | None = None):
+        kombu_fast.install()      # one Redis client per kombu channel, not one per publish
         overrides = {"redis_url": redis_url} if redis_url else {}
         self.settings = settings or Settings.from_env(**overrides)
         self.registry = registry or Registry.from_env()
         self._app = make_celery(self.settings, name="elastiq-client")
         self._redis = redis_client(self.settings)
+        self._collector = ResultCollector(self._app, self._redis)
 
     # -- submitting
 
@@ -60,12 +69,15 @@ class Client:
                 pipe.expire(key, self.settings.result_ttl_s)
             pipe.execute()
             jobs = []
-            with self._app.producer_or_acquire() as producer:
+            self._no_early_subscribe()
+            with self._app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
+                # kombu buffers the LPUSHes and sends them PUBLISH_BATCH at a time
                 for job_id, (_, inputs, job_params) in zip(ids, checked):
                     async_result = self._app.send_task(
                         contract.TASK_NAME, kwargs={"model": model, "inputs": inputs, "params": job_params},
                         task_id=job_id, queue=queue, routing_key=queue, priority=priority,
-                        headers=headers, producer=producer)
+                        headers=headers, producer=producer, argsrepr="()",
+                        kwargsrepr=f"{{'model': {model!r}, 'inputs': <{len(inputs)} texts>}}")
                     jobs.append(Job(self, job_id, model, async_result))
         except (OSError, ConnectionError) as exc:
             raise BrokerUnavailableError(f"cannot reach Redis at {self._safe_url()}: {exc}") from exc
@@ -85,18 +97,49 @@ class Client:
             from tqdm import tqdm
 
             bar = tqdm(total=len(jobs), unit="job", desc=f"{model}", leave=True)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        results = []
         try:
-            for job in jobs:
-                left = None if deadline is None else max(0.1, deadline - time.monotonic())
-                results.append(job.result(timeout=left))
-                if bar:
-                    bar.update(1)
+            if not self._wait(jobs, timeout, on_ready=(lambda _: bar.update(1)) if bar else None):
+                for job in jobs:        # another thread is collecting: one job at a time
+                    job.result(timeout=timeout)
+                    if bar:
+                        bar.update(1)
         finally:
             if bar:
                 bar.close()
-        return results
+        return [job.result(timeout=0) for job in jobs]   # raises the first failure, in order
+
+    def _no_early_subscribe(self) -> None:
+        """Stop Celery's Redis backend subscribing to each result as the job is sent.
+
+        ``send_task`` calls ``backend.on_task_call``, which SUBSCRIBEs Celery's own result
+        consumer to the job's channel (and the AsyncResult unsubscribes when collected):
+        work per job, and a second connection receiving every result that nobody reads
+        while :class:`ResultCollector` waits. ``AsyncResult.get`` (the fallback in
+        :meth:`Job.result`) still subscribes by itself. ``app.backend`` is per thread.
+        """
+        backend = self._app.backend
+        if backend.__dict__.get("on_task_call") is not _skip_on_task_call:
+            backend.on_task_call = _skip_on_task_call
+
+    def _wait(self, jobs: list[Job], timeout: float | None, on_ready=None) -> bool:
+        """Collect many results in one wait. False if another thread is collecting now."""
+        if not self._collector.lock.acquire(blocking=False):
+            return False
+        try:
+            self._collector.wait(jobs, timeout, on_ready)
+        except JobTimeoutError as exc:
+            left = [j for j in jobs if not j._resolved()]
+            if len(left) == 1:
+                raise JobTimeoutError(f"job {left[0].id} has no result after {timeout}s "
+                                      f"(status: {left[0].status()})") from None
+            raise JobTimeoutError(f"{exc} (first: {left[0].id}, status: {left[0].status()})") from None
+        except Exception as exc:
+            if isinstance(exc, OSError) or type(exc).__module__.startswith("redis"):
+                raise BrokerUnavailableError(f"cannot reach Redis at {self._safe_url()}: {exc}") from exc
+            raise
+        finally:
+            self._collector.lock.release()
+        return True
 
     # -- inspecting
 
@@ -113,6 +156,7 @@ class Client:
         return maybe_sanitize_url(self.settings.redis_url)
 
     def close(self) -> None:
+        self._collector.close()
         self._app.close()
         self._redis.close()
 

