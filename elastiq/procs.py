@@ -72,7 +72,27 @@ class RedisProcess:
         if not wait_port(self.port, timeout_s):
             self.stop()
             raise RuntimeError(f"redis-server did not listen on {self.port}; see {self.dir / 'redis.log'}")
+        self._wait_loaded(timeout_s)
         return self
+
+    def _wait_loaded(self, timeout_s: float) -> None:
+        """Listening is not serving: after a restart Redis answers LOADING while it replays
+        the AOF. Return once a PING succeeds."""
+        import redis
+
+        end = time.monotonic() + timeout_s
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.BusyLoadingError, redis.ConnectionError):
+                    if time.monotonic() > end:
+                        raise RuntimeError(f"redis-server on {self.port} still loading after {timeout_s:.0f}s")
+                    time.sleep(0.05)
+        finally:
+            client.close()
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
         if self.proc and self.proc.poll() is None:

@@ -53,10 +53,25 @@ def parse_args(argv):
     p.add_argument("--name", default=env.get("ELASTIQ_WORKER_ID"),
                    help="worker id (env ELASTIQ_WORKER_ID; default elastiq-<random>@<host>)")
     p.add_argument("--loglevel", default=env.get("ELASTIQ_LOG_LEVEL", "INFO"))
+    p.add_argument("--max-rss-mb", type=float, default=_env_float("ELASTIQ_WORKER_MAX_RSS_MB"),
+                   help="recycle past this RSS: drain, finish the running jobs, exit with "
+                        "code 75 (env ELASTIQ_WORKER_MAX_RSS_MB; default: no limit)")
     args = p.parse_args(argv)
     if args.slots < 1:
         raise ConfigError("--slots must be >= 1")
+    if args.max_rss_mb is not None and args.max_rss_mb <= 0:
+        raise ConfigError("ELASTIQ_WORKER_MAX_RSS_MB must be > 0")
     return args
+
+
+def _env_float(name: str) -> float | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
 def main(argv=None) -> int:
@@ -75,10 +90,13 @@ def main(argv=None) -> int:
     from elastiq import kombu_fast
     from workers import runtime as rt
     from workers.batcher import Batcher
-    from workers.heartbeat import Heartbeat, WorkerState
+    from workers.heartbeat import Heartbeat, Watchdog, WorkerState
     from workers.tasks import WorkerContext, install, register
 
     kombu_fast.install()     # one Redis client per kombu channel, not one per ack (perf, issue 5)
+    from workers.consumer import install_envelope_guard
+
+    install_envelope_guard()  # a queue item that is not a kombu message is dead-lettered
 
     if any(s.kind != "debug" for s in specs):
         rt.configure_torch(threads)
@@ -93,6 +111,8 @@ def main(argv=None) -> int:
     install(WorkerContext(settings, registry, runtimes, batchers, state, redis))
 
     app = make_celery(settings, name="elastiq-worker")
+    # undecodable / unknown / malformed messages are dead-lettered, not logged and dropped
+    app.conf.worker_consumer = "workers.consumer:Consumer"
     register(app)
 
     def drain() -> None:
@@ -117,15 +137,25 @@ def main(argv=None) -> int:
     def _shutting_down(**_):
         state.draining = True
 
+    watchdog = Watchdog(state, soft_s=settings.job_soft_time_limit_s, hard_s=settings.job_time_limit_s,
+                        max_rss_mb=args.max_rss_mb, on_drain=drain)
     heartbeat.start()
+    watchdog.start()
+    code = 0
     try:
         app.worker_main([
             "worker", "-P", "threads", "-c", str(args.slots), "-Q", ",".join(queues),
             "-n", worker_id, "-l", args.loglevel, "--without-mingle", "--without-gossip",
         ])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
+        watchdog.stop()
         heartbeat.stop()
-    return 0
+    if state.exit_code is not None:
+        log.warning("worker %s exits with %d: %s", worker_id, state.exit_code, state.stop_reason)
+        return state.exit_code
+    return code
 
 
 if __name__ == "__main__":
