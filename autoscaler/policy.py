@@ -5,16 +5,29 @@ simulator, and tests drive it with a hand-made clock.
 
 desired = max(backlog, Little's law, age), then clamped:
 - backlog:  ceil((waiting + in flight) / target_per_worker) -- in flight comes from
-  heartbeats, so work held by workers counts (KEDA's LLEN misses it);
-- Little's law: jobs in service = arrival rate x service time; one worker serves
-  ``slots`` at a time, kept at ``target_utilisation``;
-- age: when the oldest waiting job nears the wait SLO, add workers even if the backlog
+  heartbeats, so work held by workers counts (KEDA's LLEN misses it); ``waiting`` is the
+  sum over the queue's Redis lists, Celery's priority sub-lists included (signals sums
+  them), so priority jobs count like any other;
+- Little's law: jobs in service L = arrival rate x mean service time (seconds a job holds
+  a slot); one worker serves ``slots_per_worker`` jobs at once, kept at
+  ``target_utilisation``, so workers = ceil(L / (target_utilisation x slots));
+- age: when the oldest waiting job nears the wait SLO (``age_trigger x slo_wait_s``), ask
+  for one worker more than those already serving (two past the SLO), even if the backlog
   rule is satisfied (jobs may be slow, or the backlog target too loose);
-- clamps: [min, max]; never below the workers that are busy; never above what the host
-  can hold (memory and CPUs), and then the decision says "capacity-limited";
+- backlog and Little's-law terms within ``tolerance`` (10 %) of the current count keep it,
+  as the HPA does, so Poisson noise at a boundary does not add and remove a worker;
+- clamps: [min, max]; never below the slots the jobs in flight need (``floor_busy``) --
+  or, with ``keep_busy_workers``, never below the number of busy workers; never above what
+  the host can hold (memory and CPUs), and then the decision says "capacity-limited";
 - scale-up acts at once, at most ``max_step_up`` workers per decision; scale-down only
   to the highest recommendation seen in a window of max(stabilisation_min_s,
-  cold_start_factor x measured cold start), and never while a needed metric is unknown.
+  cold_start_factor x measured cold start), and never while a needed metric is unknown;
+- scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
+  when a job waits;
+- optional (``prewarm``, off): demand surges that recur at a regular period start the
+  last surge's workers one cold start (x 1.5) ahead of the next one.
+
+Defaults were checked by trace replay (``elastiq simulate --all-traces``).
 """
 
 from __future__ import annotations
@@ -40,6 +53,22 @@ class PolicyConfig:
     stabilisation_min_s: float = 15.0    # scale-down window floor
     cold_start_factor: float = 3.0       # window >= factor x measured cold start
     memory_reserve_mb: float = 512.0     # host memory never handed to new workers
+    # True: never fewer workers than are busy. False (default): the controller drains a
+    # victim (it stops consuming and finishes its jobs; a job is never taken from a worker
+    # running it), so the floor is the workers whose slots the jobs in flight need. With
+    # fair dispatch jobs spread over every worker, so the strict rule blocks any scale-in
+    # under steady load (simulator, steady trace: never left max_workers).
+    keep_busy_workers: bool = False
+    # A backlog or Little's-law term within current x (1 +/- tolerance) keeps the current
+    # count (HPA's default 0.1): Poisson noise around a boundary does not add a worker.
+    tolerance: float = 0.1
+    # Predictive pre-warm (off by default): when the last ``prewarm_min_surges`` surges of
+    # demand came at a regular period (each gap within ``prewarm_jitter`` of the mean), start
+    # the last surge's peak of workers ``prewarm_lead_factor`` x cold start before the next.
+    prewarm: bool = False
+    prewarm_min_surges: int = 3
+    prewarm_jitter: float = 0.1
+    prewarm_lead_factor: float = 1.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_workers <= self.max_workers:
@@ -50,6 +79,10 @@ class PolicyConfig:
             raise ConfigError("target_per_worker must be > 0 and target_utilisation in (0, 1]")
         if self.slo_wait_s <= 0 or not 0 < self.age_trigger <= 1:
             raise ConfigError("slo_wait_s must be > 0 and age_trigger in (0, 1]")
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"tolerance must be in [0, 1), got {self.tolerance}")
+        if self.prewarm_min_surges < 2 or not 0 <= self.prewarm_jitter < 1 or self.prewarm_lead_factor < 0:
+            raise ConfigError("prewarm_min_surges >= 2, prewarm_jitter in [0, 1), prewarm_lead_factor >= 0")
         if self.max_step_up < 1 or self.stabilisation_min_s < 0 or self.cold_start_factor < 0:
             raise ConfigError("max_step_up >= 1, stabilisation_min_s >= 0, cold_start_factor >= 0")
 
@@ -62,17 +95,30 @@ class PolicyConfig:
             key = "ELASTIQ_AUTOSCALE_" + f.name.upper()
             if key in env:
                 try:
-                    values[f.name] = int(env[key]) if f.type in ("int", int) else float(env[key])
+                    values[f.name] = _parse(f.type, env[key])
                 except ValueError:
                     raise ConfigError(f"{key}={env[key]!r} is not a number") from None
         values.update(overrides)
         return cls(**values)
 
 
+def _parse(kind, text: str):
+    if kind in ("bool", bool):
+        low = text.strip().lower()
+        if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(text)
+        return low in ("1", "true", "yes", "on")
+    return int(text) if kind in ("int", int) else float(text)
+
+
 @dataclass(frozen=True)
 class PolicyState:
     # (time, recommendation) pairs inside the scale-down window, oldest first.
     recommendations: tuple[tuple[float, int], ...] = ()
+    last_scale_up_at: float | None = None    # when a decision last raised the count
+    # (start time, peak desired) of recent demand surges (demand above max(min, 1)), newest last.
+    surges: tuple[tuple[float, int], ...] = ()
+    in_surge: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,18 +136,39 @@ def scale_down_window(q: QueueSnapshot, config: PolicyConfig) -> float:
     return max(config.stabilisation_min_s, config.cold_start_factor * (q.cold_start_s or 0.0))
 
 
-def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[int | None, str]:
-    """Most workers the host can run (current ones included), and what limits it."""
-    caps = []
+def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[int | None, str, dict]:
+    """Most workers the host can run (current ones included), what limits it, and each cap.
+
+    memory: current + (free_memory_mb - memory_reserve_mb) / worker_rss_mb (the running
+    workers' memory is already used, so it is not in "free"); CPU: cpus / threads_per_worker.
+    An unknown number gives no cap (the max_workers clamp still holds).
+    """
+    caps: dict[str, tuple[int, str]] = {}
     if h.free_memory_mb is not None and h.worker_rss_mb:
         more = math.floor(max(0.0, h.free_memory_mb - config.memory_reserve_mb) / h.worker_rss_mb)
-        caps.append((current + more, f"memory: {h.free_memory_mb:.0f} MB free fits {more} more"))
+        caps["cap_memory"] = (current + more, f"memory: {h.free_memory_mb:.0f} MB free fits {more} more")
     if h.cpus:
         per = h.threads_per_worker or 1
-        caps.append((max(1, h.cpus // per), f"CPU: {h.cpus} CPUs / {per} thread(s) per worker"))
+        caps["cap_cpu"] = (max(1, h.cpus // per), f"CPU: {h.cpus} CPUs / {per} thread(s) per worker")
+    parts = {k: v[0] for k, v in caps.items()}
     if not caps:
-        return None, ""
-    return min(caps)
+        return None, "", parts
+    cap, why = min(caps.values())
+    return cap, why, parts
+
+
+def busy_floor(q: QueueSnapshot, config: PolicyConfig) -> int:
+    """Fewest workers a scale-in may leave: busy workers (strict), or enough slots for the jobs in flight."""
+    if config.keep_busy_workers or not q.slots_per_worker or q.in_flight is None:
+        return q.busy_workers
+    return min(q.busy_workers, math.ceil(q.in_flight / q.slots_per_worker))
+
+
+def within_tolerance(workers: float, current: int, tolerance: float) -> int:
+    """``ceil(workers)``, or ``current`` when the ratio to it is within the tolerance (HPA ``isWithin``)."""
+    if current and abs(workers / current - 1.0) <= tolerance:
+        return current
+    return math.ceil(workers - 1e-9)
 
 
 def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
@@ -109,21 +176,52 @@ def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     terms: dict[str, int] = {}
     reasons: dict[str, str] = {}
     backlog = (q.waiting or 0) + (q.in_flight or 0)
-    terms["backlog"] = math.ceil(backlog / config.target_per_worker)
+    terms["backlog"] = within_tolerance(backlog / config.target_per_worker, q.workers, config.tolerance)
     reasons["backlog"] = (f"backlog {backlog} (waiting {q.waiting} + in flight {q.in_flight}) / "
                           f"{config.target_per_worker:g} per worker -> {terms['backlog']}")
     if q.arrival_rate is not None and q.service_time_s is not None and q.slots_per_worker:
         in_service = q.arrival_rate * q.service_time_s
-        terms["little"] = math.ceil(in_service / (config.target_utilisation * q.slots_per_worker) - 1e-9)
+        terms["little"] = within_tolerance(in_service / (config.target_utilisation * q.slots_per_worker),
+                                           q.workers, config.tolerance)
         reasons["little"] = (f"arrivals {q.arrival_rate:.1f}/s x {q.service_time_s:.2f}s service / "
                              f"({config.target_utilisation:g} x {q.slots_per_worker} slots) -> {terms['little']}")
     if q.oldest_age_s is not None and q.waiting and q.oldest_age_s >= config.age_trigger * config.slo_wait_s:
         urgent = q.oldest_age_s >= config.slo_wait_s
-        terms["age"] = q.workers + (2 if urgent else 1)
+        # Counted from the workers already serving: the ones still starting are the help on
+        # its way, so a long cold start does not add one more worker every tick.
+        serving = max(q.ready_workers, q.busy_workers)
+        terms["age"] = serving + (2 if urgent else 1)
         reasons["age"] = (f"oldest job waited {q.oldest_age_s:.1f}s (SLO {config.slo_wait_s:g}s) "
-                          f"-> +{terms['age'] - q.workers}")
+                          f"-> {serving} serving +{terms['age'] - serving}")
     best = max(terms, key=lambda k: (terms[k], k == "age"))
     return terms[best], reasons[best], terms
+
+
+def track_surges(state: PolicyState, want: int, config: PolicyConfig, now: float) -> tuple[tuple, bool]:
+    """Record when demand rises above the idle level (one surge per rise), keeping the last 8."""
+    high = want > max(config.min_workers, 1)
+    surges = state.surges
+    if high and not state.in_surge:
+        surges = (surges + ((now, min(want, config.max_workers)),))[-8:]
+    return surges, high
+
+
+def prewarm_target(surges: tuple, in_surge: bool, config: PolicyConfig, now: float,
+                   cold_start_s: float | None) -> tuple[int, str] | None:
+    """Workers to have ready for a surge predicted from a regular period, or None."""
+    if not config.prewarm or in_surge or len(surges) < config.prewarm_min_surges:
+        return None
+    starts = [t for t, _ in surges[-config.prewarm_min_surges:]]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    period = sum(gaps) / len(gaps)
+    if period <= 0 or any(abs(g - period) > config.prewarm_jitter * period for g in gaps):
+        return None
+    nxt = starts[-1] + period
+    lead = config.prewarm_lead_factor * max(cold_start_s or 0.0, 1.0)
+    if not nxt - lead <= now <= nxt + lead:
+        return None
+    peak = surges[-1][1]
+    return peak, f"pre-warm: surges every {period:.0f}s, next expected in {nxt - now:.0f}s -> {peak}"
 
 
 def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: float) -> Decision:
@@ -136,9 +234,17 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
     desired = max(want, config.min_workers)
     if desired > want:
         notes.append(f"min {config.min_workers}")
-    if q.busy_workers > desired:
-        desired = q.busy_workers
-        notes.append(f"{q.busy_workers} busy worker(s) kept")
+    floor = busy_floor(q, config)
+    terms["floor_busy"] = floor
+    if floor > desired:
+        desired = floor
+        notes.append(f"{floor} busy worker(s) kept" if config.keep_busy_workers
+                     else f"jobs in flight need {floor} worker(s)")
+    surges, in_surge = track_surges(state, want, config, now)
+    warm = prewarm_target(surges, in_surge, config, now, q.cold_start_s)
+    if warm is not None and warm[0] > desired:
+        desired = warm[0]
+        notes.append(warm[1])
     if (q.waiting or 0) > 0 and desired == 0:
         desired = 1
     if current == 0 and desired > 0 and (q.waiting or 0) > 0:
@@ -148,7 +254,8 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
         notes.append(f"max {config.max_workers}")
 
     capacity_limited = False
-    cap, why = host_capacity(h, current, config)
+    cap, why, parts = host_capacity(h, current, config)
+    terms.update(parts)
     if cap is not None and desired > max(cap, current):
         desired = max(cap, current)
         capacity_limited = True
@@ -172,4 +279,8 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
                 notes.append(f"hold: scale-in waits a {window:.0f}s window (recent need {recent})")
     terms.update(window_s=window, capacity=cap)
     text = "; ".join([reason] + notes)
-    return Decision(q.queue, current, desired, text, capacity_limited, PolicyState(recs), terms)
+    last_up = now if desired > current else state.last_scale_up_at
+    if in_surge and surges and desired > surges[-1][1]:
+        surges = surges[:-1] + ((surges[-1][0], desired),)
+    nxt = PolicyState(recs, last_up, surges, in_surge)
+    return Decision(q.queue, current, desired, text, capacity_limited, nxt, terms)

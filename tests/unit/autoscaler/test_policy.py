@@ -47,7 +47,16 @@ def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 
     ("priority sub-lists count (waiting is their sum)", q(waiting=40), ROOMY, CFG, 3, False),
     ("step limit +4 per decision", q(waiting=16 * 20), ROOMY, CFG, 5, False),
     ("max workers", q(waiting=16 * 20, workers=6), ROOMY, CFG, 8, False),
-    ("a busy victim is never removed", q(waiting=0, in_flight=3, workers=3, busy_workers=3), ROOMY, CFG, 3, False),
+    # Strict rule: never fewer workers than are busy (keda #6719, #2900: busy pods removed).
+    ("a busy victim is never removed (strict)", q(waiting=0, in_flight=3, workers=3, busy_workers=3), ROOMY,
+     replace(CFG, keep_busy_workers=True), 3, False),
+    # Default: the controller drains victims, so only the slots in flight are kept...
+    ("busy workers drain down to the slots in flight", q(waiting=0, in_flight=40, workers=4, busy_workers=4),
+     ROOMY, replace(CFG, stabilisation_min_s=0, cold_start_factor=0), 3, False),
+    # ... and never below them, whatever the (lower) demand terms say.
+    ("in-flight jobs floor the scale-in", q(waiting=0, in_flight=40, workers=4, busy_workers=4),
+     ROOMY, replace(CFG, target_per_worker=64, stabilisation_min_s=0, cold_start_factor=0), 3, False),
+    ("within tolerance keeps the count", q(waiting=2, in_flight=32, workers=2, busy_workers=2), ROOMY, CFG, 2, False),
     ("memory cap binds", q(waiting=160), HostSnapshot(64, 60, 1_512, 500, 1), CFG, 3, True),
     ("CPU cap binds", q(waiting=160), HostSnapshot(2, 1.5, 64_000, 500, 1), CFG, 2, True),
     ("Little's law", q(waiting=0, in_flight=10, arrival_rate=100, service_time_s=0.5), ROOMY, CFG, 4, False),
@@ -112,6 +121,30 @@ def test_scale_to_zero_after_the_window_and_back():
     assert ds[-1].desired == 1 and "scale from zero" in ds[-1].reason
 
 
+def test_poisson_noise_on_a_steady_load_does_not_flap():
+    # 150 jobs/s, each holding a slot 0.145 s: about 22 in flight on 2 workers, Poisson noise.
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    ticks = [q(waiting=max(0, n - 32), in_flight=min(n, 32), workers=2, busy_workers=2, arrival_rate=150.0,
+               service_time_s=0.145) for n in rng.poisson(22, 300)]
+    sizes = [d.desired for d in run(ticks)]
+    changes = sum(1 for a, b in zip(sizes, sizes[1:]) if a != b)
+    assert changes <= 2, sizes
+
+
+def test_age_counts_from_serving_workers_not_starting_ones():
+    # 1 ready, 2 starting, an old job: the age term asks for 2, which the starting ones cover.
+    d = once(q(waiting=40, in_flight=16, oldest_age_s=6.0, workers=3, ready_workers=1, busy_workers=1))
+    assert d.terms["age"] == 2 and d.desired == 4, d.reason   # backlog 56/16 -> 4 still wins
+
+
+def test_terms_are_reported_for_metrics():
+    d = once(q(waiting=160), HostSnapshot(2, 1.5, 1_512, 500, 1))
+    assert d.terms["cap_memory"] == 3 and d.terms["cap_cpu"] == 2 and d.terms["backlog"] == 10
+    assert d.desired == 2 and d.capacity_limited and "CPU" in d.reason
+
+
 def test_decide_is_pure():
     snap, state = q(waiting=48), PolicyState(((990.0, 2),))
     a = once(snap, state=state)
@@ -121,7 +154,7 @@ def test_decide_is_pure():
 
 @pytest.mark.parametrize("kwargs", [dict(min_workers=3, max_workers=2), dict(max_workers=0),
                                     dict(target_per_worker=0), dict(target_utilisation=1.5),
-                                    dict(max_step_up=0)])
+                                    dict(max_step_up=0), dict(tolerance=1.0)])
 def test_bad_config_is_a_config_error(kwargs):
     with pytest.raises(ConfigError):
         PolicyConfig(**kwargs)
@@ -130,5 +163,31 @@ def test_bad_config_is_a_config_error(kwargs):
 def test_from_env():
     cfg = PolicyConfig.from_env({"ELASTIQ_AUTOSCALE_MAX_WORKERS": "6", "ELASTIQ_AUTOSCALE_SLO_WAIT_S": "2.5"})
     assert cfg.max_workers == 6 and cfg.slo_wait_s == 2.5
+    assert PolicyConfig.from_env({"ELASTIQ_AUTOSCALE_KEEP_BUSY_WORKERS": "true"}).keep_busy_workers is True
+    with pytest.raises(ConfigError, match="KEEP_BUSY"):
+        PolicyConfig.from_env({"ELASTIQ_AUTOSCALE_KEEP_BUSY_WORKERS": "maybe"})
     with pytest.raises(ConfigError, match="ELASTIQ_AUTOSCALE_MAX_WORKERS"):
         PolicyConfig.from_env({"ELASTIQ_AUTOSCALE_MAX_WORKERS": "lots"})
+
+
+def _surges(starts, cfg, until):
+    """Bursts of demand (waiting 200 for 10 s) at ``starts``; otherwise idle. Returns decisions by second."""
+    def at(t):
+        return q(waiting=200 if any(s <= t < s + 10 for s in starts) else 0)
+    return run([at(t) for t in range(until)], cfg=cfg)
+
+
+def test_prewarm_is_off_by_default_and_starts_workers_before_a_regular_surge():
+    starts = [100, 220, 340]
+    cold = _surges(starts, CFG, 460)
+    assert all(d.desired == 1 for d in cold[440:455])               # nothing before the 4th surge
+    warm = _surges(starts, replace(CFG, prewarm=True), 460)
+    # next surge expected at 460; lead 1.5 x 5 s cold start: from 452.5, +4 per step up to the peak 8
+    assert all(d.desired == 1 for d in warm[420:453])
+    assert warm[453].desired == 5 and "pre-warm: surges every 120s, next expected in 7s" in warm[453].reason
+    assert warm[454].desired == 8
+
+
+def test_prewarm_needs_a_regular_period():
+    warm = _surges([100, 220, 400], replace(CFG, prewarm=True), 600)
+    assert all("pre-warm" not in d.reason for d in warm)
