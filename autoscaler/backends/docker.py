@@ -1,0 +1,250 @@
+"""The docker backend: worker containers labelled with this pool's id.
+
+Every container it starts carries ``elastiq.pool=<pool>`` and ``elastiq.group=<model>``;
+``list`` and ``stop`` only ever see containers with this pool's label, so nothing else on
+the engine (other pools, compose projects, bystanders) is touched.
+
+Configuration (environment, read by :meth:`DockerBackend.from_env`):
+
+====================================  ==================  =====================================
+``ELASTIQ_DOCKER_IMAGE``              ``elastiq:latest``  image of the worker containers
+``ELASTIQ_DOCKER_POOL``               ``elastiq``         pool id (the ``elastiq.pool`` label)
+``ELASTIQ_DOCKER_NETWORK``            ``host``            network mode / network name
+``ELASTIQ_DOCKER_CPUS``               ``1``               CPU limit per worker (0: none)
+``ELASTIQ_DOCKER_MEMORY_MB``          ``2048``            memory limit per worker (0: none)
+``ELASTIQ_DOCKER_STOP_TIMEOUT_S``     ``200``             SIGTERM -> SIGKILL grace on stop
+``ELASTIQ_DOCKER_API_TIMEOUT_S``      ``30``              timeout of one Docker API call
+``ELASTIQ_DOCKER_WORKER_ARGS``        (none)              extra ``elastiq worker`` arguments
+``DOCKER_HOST``                       local socket        engine (or socket proxy) address
+====================================  ==================  =====================================
+
+Workers get ``ELASTIQ_WORKER_ID`` (the id they heartbeat under), ``ELASTIQ_WORKER_MODELS``
+(their group) and every other ``ELASTIQ_*`` variable of the autoscaler's environment
+(Redis URL, timeouts...), except the backend's own ``ELASTIQ_DOCKER_*``/``ELASTIQ_AUTOSCALE_*``.
+The stop timeout must be longer than a job (``ELASTIQ_JOB_TIME_LIMIT_S``, 180 s by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+import uuid
+from datetime import datetime
+from typing import Mapping
+
+from autoscaler.backends.base import BackendError, Replica
+from elastiq.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+POOL_LABEL = "elastiq.pool"
+GROUP_LABEL = "elastiq.group"
+WORKER_LABEL = "elastiq.worker_id"
+# Variables of the autoscaler that are not the workers' business.
+_NOT_FORWARDED = ("ELASTIQ_DOCKER_", "ELASTIQ_AUTOSCALE_", "ELASTIQ_COMPOSE_", "ELASTIQ_WORKER_ID",
+                  "ELASTIQ_WORKER_MODELS", "ELASTIQ_HOME", "ELASTIQ_PROXY_")
+LIVE_STATES = ("created", "running", "restarting")
+
+
+def docker_client(timeout_s: float, docker_host: str | None = None):
+    """A Docker SDK client for ``docker_host`` (else ``DOCKER_HOST``, else the local socket)."""
+    try:
+        import docker
+
+        if docker_host:
+            return docker.DockerClient(base_url=docker_host, timeout=int(timeout_s))
+        return docker.from_env(timeout=int(timeout_s))
+    except Exception as exc:
+        raise BackendError(f"cannot reach the Docker Engine: {_short(exc)}") from exc
+
+
+def worker_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``ELASTIQ_*`` settings a worker container inherits from the autoscaler."""
+    return {k: v for k, v in env.items() if k.startswith("ELASTIQ_") and not k.startswith(_NOT_FORWARDED)}
+
+
+def replica_of(container, group: str, worker_id: str) -> Replica:
+    """A :class:`Replica` from a Docker SDK container object."""
+    status = "running" if container.status in LIVE_STATES else "exited"
+    return Replica(worker_id, group, container.id, _created_at(container.attrs), status)
+
+
+def stop_and_remove(container, timeout_s: float) -> None:
+    """Graceful stop: SIGTERM (warm shutdown: running jobs finish), SIGKILL only after
+    ``timeout_s``; then remove the container. A container already gone is not an error."""
+    import docker.errors
+
+    try:
+        container.stop(timeout=int(timeout_s))
+        container.remove(v=True)
+    except docker.errors.NotFound:
+        pass
+    except Exception as exc:
+        raise BackendError(f"cannot stop container {container.id[:12]}: {_short(exc)}") from exc
+
+
+def _created_at(attrs: dict) -> float | None:
+    raw = attrs.get("Created")
+    if not raw:
+        return None
+    try:   # "2026-11-22T17:48:14.123456789Z": keep microseconds only
+        head, _, frac = raw.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _short(exc: Exception) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return str(text).splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _number(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+    return value
+
+
+class DockerBackend:
+    """Worker containers of one pool on one Docker Engine."""
+
+    name = "docker"
+
+    def __init__(self, image: str = "elastiq:latest", *, pool: str = "elastiq", network: str = "host",
+                 cpus: float = 1.0, memory_mb: int = 2048, stop_timeout_s: float = 200.0,
+                 api_timeout_s: float = 30.0, env: Mapping[str, str] | None = None,
+                 worker_args: list[str] | None = None, docker_host: str | None = None, client=None):
+        if not pool or not all(c.isalnum() or c in "-_." for c in pool):
+            raise ConfigError(f"ELASTIQ_DOCKER_POOL {pool!r} may use only letters, digits, '-', '_' and '.'")
+        if not image:
+            raise ConfigError("ELASTIQ_DOCKER_IMAGE must name an image")
+        self.image = image
+        self.pool = pool
+        self.network = network
+        self.cpus = cpus
+        self.memory_mb = int(memory_mb)
+        self.stop_timeout_s = stop_timeout_s
+        self.api_timeout_s = api_timeout_s
+        self.env = dict(env or {})
+        self.worker_args = list(worker_args or [])
+        self.docker_host = docker_host
+        self._client = client
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "DockerBackend":
+        env = os.environ if env is None else env
+        return cls(
+            env.get("ELASTIQ_DOCKER_IMAGE", "elastiq:latest"),
+            pool=env.get("ELASTIQ_DOCKER_POOL", "elastiq"),
+            network=env.get("ELASTIQ_DOCKER_NETWORK", "host"),
+            cpus=_number(env, "ELASTIQ_DOCKER_CPUS", 1.0),
+            memory_mb=int(_number(env, "ELASTIQ_DOCKER_MEMORY_MB", 2048)),
+            stop_timeout_s=_number(env, "ELASTIQ_DOCKER_STOP_TIMEOUT_S", 200.0),
+            api_timeout_s=_number(env, "ELASTIQ_DOCKER_API_TIMEOUT_S", 30.0) or 30.0,
+            env=worker_env(env),
+            worker_args=shlex.split(env.get("ELASTIQ_DOCKER_WORKER_ARGS", "")),
+            docker_host=env.get("DOCKER_HOST") or None,
+        )
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = docker_client(self.api_timeout_s, self.docker_host)
+        return self._client
+
+    # -- Backend
+
+    def list(self, group: str) -> list[Replica]:
+        """Live containers of this pool and group. Exited ones (a crashed worker) are
+        removed here, so they are neither counted nor left behind."""
+        replicas = []
+        for c in self._containers(group):
+            if c.status not in LIVE_STATES:
+                log.warning("worker container %s (%s) exited with %s: removing it",
+                            c.name, c.labels.get(WORKER_LABEL), c.attrs.get("State", {}).get("ExitCode"))
+                self._remove(c)
+                continue
+            replicas.append(replica_of(c, group, c.labels.get(WORKER_LABEL) or c.name))
+        return replicas
+
+    def start(self, group: str) -> Replica:
+        suffix = uuid.uuid4().hex[:8]
+        worker_id = f"{group}-{suffix}@{self.pool}"
+        env = {**self.env, "ELASTIQ_WORKER_ID": worker_id, "ELASTIQ_WORKER_MODELS": group,
+               "ELASTIQ_SPAWNED_AT": f"{time.time():.3f}"}
+        kwargs: dict = dict(
+            image=self.image, command=["worker", *self.worker_args], name=f"{self.pool}-{group}-{suffix}",
+            environment=env, detach=True, stop_signal="SIGTERM",
+            labels={POOL_LABEL: self.pool, GROUP_LABEL: group, WORKER_LABEL: worker_id},
+            security_opt=["no-new-privileges"], cap_drop=["ALL"],
+        )
+        if self.network in ("host", "bridge", "none"):
+            kwargs["network_mode"] = self.network
+        else:
+            kwargs["network"] = self.network
+        if self.cpus:
+            kwargs["nano_cpus"] = int(self.cpus * 1e9)
+        if self.memory_mb:
+            kwargs["mem_limit"] = f"{self.memory_mb}m"
+        try:
+            container = self.client.containers.run(**kwargs)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"cannot start a worker container from {self.image}: {_short(exc)}") from exc
+        log.info("started container %s for %s", container.name, worker_id)
+        return replica_of(container, group, worker_id)
+
+    def stop(self, replica: Replica) -> None:
+        container = self._get(replica.handle)
+        if container is None:
+            return
+        if container.labels.get(POOL_LABEL) != self.pool:     # never touch another pool's
+            raise BackendError(f"container {replica.handle[:12]} is not in pool {self.pool!r}")
+        stop_and_remove(container, self.stop_timeout_s)
+
+    # -- extras
+
+    def stop_all(self) -> int:
+        """Stop and remove every container of this pool (all groups); returns how many."""
+        containers = self._containers(None)
+        for c in containers:
+            stop_and_remove(c, self.stop_timeout_s)
+        return len(containers)
+
+    def _containers(self, group: str | None) -> list:
+        labels = [f"{POOL_LABEL}={self.pool}"] + ([f"{GROUP_LABEL}={group}"] if group else [])
+        try:
+            found = self.client.containers.list(all=True, filters={"label": labels})
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"cannot list containers: {_short(exc)}") from exc
+        # The label filter is the engine's; check again so a proxy or bug cannot widen it.
+        return [c for c in found if c.labels.get(POOL_LABEL) == self.pool
+                and (group is None or c.labels.get(GROUP_LABEL) == group)]
+
+    def _get(self, handle: str):
+        import docker.errors
+
+        try:
+            return self.client.containers.get(handle)
+        except docker.errors.NotFound:
+            return None
+        except Exception as exc:
+            raise BackendError(f"cannot inspect container {handle[:12]}: {_short(exc)}") from exc
+
+    def _remove(self, container) -> None:
+        try:
+            container.remove(v=True, force=True)
+        except Exception as exc:
+            log.warning("cannot remove exited container %s: %s", container.name, _short(exc))
