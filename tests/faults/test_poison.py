@@ -1,0 +1,131 @@
+"""Scenario 7: poison jobs. An input that kills its worker (``!crash``) is run at most
+``max_deliveries`` times, then dead-lettered; an input that hangs the forward pass
+(``!hang``) fails at the soft limit, is dead-lettered, and the wedged worker exits at the
+hard limit so it cannot hold jobs forever. The pool keeps serving throughout."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from elastiq import contract
+from elastiq.errors import DeadLetteredError, ElastiqError, JobTimeoutError
+from tests.faults.conftest import Supervisor, executions, record, records, unacked, wait_for
+from workers.deadletter import dead_letters
+from workers.heartbeat import EXIT_HARD_TIME_LIMIT
+
+pytestmark = pytest.mark.faults
+
+
+def outcome(job, timeout_s):
+    try:
+        return job.result(timeout=timeout_s)
+    except ElastiqError as exc:
+        return exc
+
+
+def status_json(capsys) -> dict:
+    from elastiq.cli import main
+
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers, client, redis, tap, capsys):
+    workers.start("debug", n=2, slots=4)
+    sup = Supervisor(workers, "debug", slots=4)
+    sup.start()
+    t0 = time.time()
+    try:
+        mates = client.submit_many("debug", [[f"mate {i}"] for i in range(12)], sleep_ms=300)
+        poison = client.submit("debug", ["!crash now"])
+        later = client.submit_many("debug", [[f"later {i}"] for i in range(40)], sleep_ms=50)
+        got = outcome(poison, 120)
+        t_dead = time.time()
+        others = [outcome(j, 60) for j in mates + later]
+        after = [outcome(j, 60) for j in client.submit_many("debug", [["after"]] * 10)]
+    finally:
+        sup.stop()
+    good = mates + later
+    ids = [j.id for j in good]
+    ex = executions(redis, ids + [poison.id])
+    rec = records(redis, [poison.id])[poison.id]
+    dl = dead_letters(redis, 50)
+    st = status_json(capsys)
+    failed_others = [o for o in others if isinstance(o, Exception)]
+    # a job whose record still says `queued` after everything else ran was never received:
+    # kombu's BRPOP had taken it off the list, and the worker died before it reached `unacked`
+    never_received = [j.id for j, o in zip(good, others) if isinstance(o, JobTimeoutError)
+                      and redis.hget(contract.job_key(j.id), "state") == contract.QUEUED]
+    data = record(
+        "07a_poison_crash", title="Poison input that SIGKILLs its worker (`!crash`), max_deliveries=3",
+        submitted=len(good) + 1 + len(after),
+        delivered=sum(1 for o in others + after if not isinstance(o, Exception)) + isinstance(got, DeadLetteredError),
+        failed=len(failed_others) - len(never_received), lost=len(never_received),
+        duplicated=len(tap.duplicated(ids)),
+        executions=sum(ex.values()), re_executed=sum(1 for i in ids if ex[i] > 1),
+        poison_executions=ex[poison.id], poison_result=type(got).__name__,
+        worker_deaths=len(sup.exits), failures=[f"{type(o).__name__}: {o}" for o in failed_others][:5], innocents_dead_lettered=sum(1 for e in dl if e["job_id"] in set(ids)),
+        recovery_s_max=round(t_dead - t0, 1),
+        notes="recovery = submit to dead-letter of the poison job (3 crashes, each found after the "
+              "12 s visibility timeout); innocent jobs re-run alone are never blamed")
+    assert isinstance(got, DeadLetteredError), got
+    assert ex[poison.id] == 3 and rec["state"] == contract.DEAD and int(rec.get("blamed", 0)) >= 1, rec
+    assert [e for e in dl if e["job_id"] == poison.id and "delivered 4 times" in e["reason"]], dl
+    # Known kombu/Redis limit (docs/reliability.md): BRPOP and the `unacked` write are not
+    # atomic, so a SIGKILL can lose the one message a worker's consumer is receiving at that
+    # instant. Bounded: at most one per worker death; everything else must be answered.
+    assert len(never_received) <= len(sup.exits), data
+    assert len(failed_others) == len(never_received), failed_others[:3]
+    assert all(not isinstance(o, Exception) for o in after)
+    assert data["innocents_dead_lettered"] == 0
+    assert len(sup.exits) == 3 and all(c == -9 for _, c, _ in sup.exits), sup.exits
+    assert st["dead_letters"]["count"] >= 1
+    assert any(e["job_id"] == poison.id for e in st["dead_letters"]["latest"])
+    assert not tap.duplicated(ids)
+    assert wait_for(lambda: unacked(redis) == 0, 20, what="unacked to empty")
+
+
+def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers, client, redis, tap):
+    workers.start("debug", n=2, slots=4)
+    sup = Supervisor(workers, "debug", slots=4)
+    sup.start()
+    t0 = time.time()
+    try:
+        hang = client.submit("debug", ["!hang forever"])
+        wait_for(lambda: redis.hget(contract.job_key(hang.id), "state") == contract.STARTED, 20, what="hang start")
+        later = client.submit_many("debug", [[f"later {i}"] for i in range(60)], sleep_ms=100)
+        got = outcome(hang, 30)
+        t_timeout = time.time()
+        others = [outcome(j, 90) for j in later]
+        wait_for(lambda: sup.exits, 30, what="the wedged worker to exit")
+        t_exit = sup.exits[0][2]
+        after = [outcome(j, 60) for j in client.submit_many("debug", [["after"]] * 10)]
+    finally:
+        sup.stop()
+    ids = [j.id for j in later]
+    ex = executions(redis, ids)
+    dl = dead_letters(redis, 50)
+    failed_others = [o for o in others if isinstance(o, Exception)]
+    never_received = [j.id for j, o in zip(later, others) if isinstance(o, JobTimeoutError)
+                      and redis.hget(contract.job_key(j.id), "state") == contract.QUEUED]
+    data = record(
+        "07b_poison_hang", title="Poison input that hangs the forward pass (`!hang`): soft 4 s, hard 5 s",
+        submitted=len(ids) + 1 + len(after),
+        delivered=sum(1 for o in others + after if not isinstance(o, Exception)) + isinstance(got, JobTimeoutError),
+        failed=len(failed_others) - len(never_received), lost=len(never_received),
+        duplicated=len(tap.duplicated(ids)), executions=sum(ex.values()) + 1, re_executed=sum(1 for i in ids if ex[i] > 1),
+        poison_result=type(got).__name__, poison_timeout_s=round(t_timeout - t0, 1),
+        worker_exit_codes=[c for _, c, _ in sup.exits],
+        failures=[f"{type(o).__name__}: {o}" for o in failed_others][:5], recovery_s_max=round(t_exit - t0, 1),
+        notes="recovery = submit of the hang to exit of the wedged worker (hard limit + shutdown)")
+    assert isinstance(got, JobTimeoutError), got
+    assert [e for e in dl if e["job_id"] == hang.id and "soft time limit" in e["reason"]], dl
+    assert [c for _, c, _ in sup.exits] == [EXIT_HARD_TIME_LIMIT], sup.exits
+    assert not failed_others, failed_others[:3]
+    assert all(not isinstance(o, Exception) for o in after)
+    assert not tap.duplicated(ids)
+    assert wait_for(lambda: unacked(redis) == 0, 20, what="unacked to empty")
