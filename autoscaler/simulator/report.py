@@ -1,0 +1,65 @@
+"""Numbers that compare runs: cost, queue wait, SLO misses and how jumpy the pool was."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from autoscaler.simulator.model import SimResult
+
+
+@dataclass(frozen=True)
+class Summary:
+    policy: str
+    trace: str
+    jobs: int
+    completed: int
+    worker_seconds: float
+    wait_p50_s: float
+    wait_p95_s: float
+    wait_p99_s: float
+    wait_max_s: float
+    over_slo: int            # jobs that waited longer than slo_wait_s
+    scale_events: int        # decisions that changed the pool size
+    direction_changes: int   # up after down or down after up
+    max_workers_seen: int
+    horizon_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def direction_changes(events: list[tuple[float, int, int]]) -> int:
+    signs = [1 if to > frm else -1 for _, frm, to in events if to != frm]
+    return sum(1 for a, b in zip(signs, signs[1:]) if a != b)
+
+
+def summarise(r: SimResult) -> Summary:
+    waits = r.waits[~np.isnan(r.waits)]
+    pct = (lambda q: float(np.percentile(waits, q))) if len(waits) else (lambda q: 0.0)
+    return Summary(
+        policy=r.policy, trace=r.trace, jobs=int(len(r.waits)), completed=int(len(waits)),
+        worker_seconds=round(r.worker_seconds, 1), wait_p50_s=round(pct(50), 3),
+        wait_p95_s=round(pct(95), 3), wait_p99_s=round(pct(99), 3),
+        wait_max_s=round(float(waits.max()) if len(waits) else 0.0, 3),
+        over_slo=int(np.sum(waits > r.params.slo_wait_s)), scale_events=len(r.events),
+        direction_changes=direction_changes(r.events),
+        max_workers_seen=int(r.workers.max()) if len(r.workers) else 0, horizon_s=round(r.horizon_s, 1))
+
+
+COLUMNS = [("policy", "policy", "{}"), ("worker_seconds", "worker-s", "{:.0f}"),
+           ("wait_p50_s", "p50 wait s", "{:.3f}"), ("wait_p95_s", "p95 wait s", "{:.3f}"),
+           ("wait_p99_s", "p99 wait s", "{:.3f}"), ("over_slo", "over SLO", "{}"),
+           ("scale_events", "scale events", "{}"), ("direction_changes", "dir changes", "{}"),
+           ("max_workers_seen", "max workers", "{}")]
+
+
+def table(summaries: list[Summary]) -> str:
+    """A fixed-width text table, one row per policy."""
+    head = [h for _, h, _ in COLUMNS]
+    rows = [[fmt.format(getattr(s, k)) for k, _, fmt in COLUMNS] for s in summaries]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
