@@ -21,12 +21,19 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 
 HEADER_SUBMITTED_AT = "elastiq_submitted_at"
 HEADER_DEADLINE = "elastiq_deadline"
+HEADER_REPUBLISHED_AT = "elastiq_republished_at"   # set when the sweeper re-sends a lost job
 
 HEARTBEAT_PREFIX = "elastiq:hb:"          # + worker id -> JSON, with a TTL
 DRAIN_PREFIX = "elastiq:drain:"           # + worker id -> "1": stop consuming, finish, exit
 JOB_PREFIX = "elastiq:job:"               # + job id -> hash {state, deliveries, model, ...}
 DEAD_LETTER_KEY = "elastiq:dead"          # list of JSON {job_id, model, reason, ...}
 STATS_PREFIX = "elastiq:stats:"           # + queue -> hash of counters (done, failed, expired)
+# + queue -> sorted set {job id: time published}: jobs sent and not yet started. The job's
+# record keeps its payload (field "payload") until a worker starts it, so a message lost
+# between a worker's BRPOP and kombu's unacked write can be sent again (workers/sweeper.py).
+PENDING_PREFIX = "elastiq:pending:"
+SWEEP_LOCK_KEY = "elastiq:sweep-lock"     # one sweeper at a time across the pool
+UNACKED_KEY = "unacked"                   # kombu's Redis transport: delivery tag -> message
 
 # Job states kept in our own record (Celery reports any unknown id as PENDING).
 QUEUED, STARTED, DONE, FAILED, DEAD = "queued", "started", "done", "failed", "dead"
@@ -60,3 +67,16 @@ def job_key(job_id: str) -> str:
 
 def stats_key(queue: str) -> str:
     return STATS_PREFIX + queue
+
+
+def pending_key(queue: str) -> str:
+    return PENDING_PREFIX + queue
+
+
+def published_at(headers: dict) -> float | None:
+    """When a waiting message was (last) put on its queue, from its headers."""
+    value = headers.get(HEADER_REPUBLISHED_AT) or headers.get(HEADER_SUBMITTED_AT)
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -45,6 +45,11 @@ class Settings:
     job_time_limit_s: float = 180.0
     max_deliveries: int = 3
     result_ttl_s: int = 3600
+    # A job sent but never started, in no queue list and in nobody's unacked set, for this
+    # long, was lost in delivery (a worker killed between BRPOP and kombu's unacked write):
+    # the sweeper sends it again. Checked every lost_sweep_interval_s by one worker.
+    lost_grace_s: float = 60.0
+    lost_sweep_interval_s: float = 10.0
     heartbeat_interval_s: float = 1.0
     heartbeat_ttl_s: float = 6.0
     # Per-job Celery events (task-received/started/succeeded) cost ~0.7 ms per job on the
@@ -64,6 +69,8 @@ class Settings:
                 f"({self.visibility_timeout_s} <= 2 x {self.job_time_limit_s}): a job that runs "
                 "longer than the visibility timeout is delivered again while it still runs"
             )
+        if self.lost_grace_s <= 0 or self.lost_sweep_interval_s <= 0:
+            raise ConfigError("ELASTIQ_LOST_GRACE_S and ELASTIQ_LOST_SWEEP_INTERVAL_S must be > 0")
         if self.max_deliveries < 1:
             raise ConfigError("ELASTIQ_MAX_DELIVERIES must be >= 1")
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:

@@ -10,6 +10,7 @@ Never imports torch.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Iterable, Sequence
@@ -63,10 +64,17 @@ class Client:
         ids = [str(uuid.uuid4()) for _ in checked]
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for job_id in ids:
+            for job_id, (_, inputs, job_params) in zip(ids, checked):
                 key = contract.job_key(job_id)
-                pipe.hset(key, mapping={"state": contract.QUEUED, "model": model, "submitted_at": now})
+                # the payload stays until a worker starts the job, so a delivery lost in a
+                # worker's death can be sent again (workers/sweeper.py)
+                payload = json.dumps({"kwargs": {"model": model, "inputs": inputs, "params": job_params},
+                                      "headers": headers, "priority": priority})
+                pipe.hset(key, mapping={"state": contract.QUEUED, "model": model, "submitted_at": now,
+                                        "payload": payload})
                 pipe.expire(key, self.settings.result_ttl_s)
+            if ids:
+                pipe.zadd(contract.pending_key(queue), {job_id: now for job_id in ids})
             pipe.execute()
             jobs = []
             self._no_early_subscribe()

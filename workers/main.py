@@ -139,8 +139,13 @@ def main(argv=None) -> int:
 
     watchdog = Watchdog(state, soft_s=settings.job_soft_time_limit_s, hard_s=settings.job_time_limit_s,
                         max_rss_mb=args.max_rss_mb, on_drain=drain)
+    from workers.sweeper import LostJobSweeper, celery_sender
+
+    sweeper = LostJobSweeper(redis, celery_sender(app), queues, owner=worker_id,
+                             grace_s=settings.lost_grace_s, interval_s=settings.lost_sweep_interval_s)
     heartbeat.start()
     watchdog.start()
+    sweeper.start()
     code = 0
     try:
         app.worker_main([
@@ -150,6 +155,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
+        sweeper.stop()
         watchdog.stop()
         heartbeat.stop()
     if state.exit_code is not None:

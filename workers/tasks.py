@@ -207,6 +207,8 @@ def _record_start(ctx: WorkerContext, job_id: str, model, queue: str) -> tuple[i
     pipe.hget(key, "alone")
     pipe.hincrby(contract.stats_key(queue), "started", 1)
     pipe.hset(key, mapping={"state": contract.STARTED, "worker": ctx.state.worker_id})
+    pipe.hdel(key, "payload")                          # delivered: the sweeper's copy is done
+    pipe.zrem(contract.pending_key(queue), job_id)
     pipe.hsetnx(key, "first_worker", ctx.state.worker_id)
     pipe.hsetnx(key, "first_started_at", repr(now))
     pipe.expire(key, ctx.settings.result_ttl_s)

@@ -23,7 +23,8 @@ from elastiq import contract
 RESULTS_DIR = Path(os.environ.get("ELASTIQ_FAULTS_RESULTS", Path(__file__).parent / "results"))
 
 # Short limits so a scenario is bounded: soft < hard, visibility > 2 x hard (settings check),
-# and a 1 s unacked sweep so a dead worker's jobs come back within ~VT + 1 s.
+# and a 1 s unacked sweep so a dead worker's jobs come back within ~VT + 1 s; a delivery
+# lost in a kill (never in unacked) is re-sent after 3 s.
 FAST = {
     "ELASTIQ_JOB_SOFT_TIME_LIMIT_S": "4",
     "ELASTIQ_JOB_TIME_LIMIT_S": "5",
@@ -32,6 +33,8 @@ FAST = {
     "ELASTIQ_MAX_DELIVERIES": "3",
     "ELASTIQ_HEARTBEAT_INTERVAL_S": "0.5",
     "ELASTIQ_HEARTBEAT_TTL_S": "3",
+    "ELASTIQ_LOST_GRACE_S": "3",
+    "ELASTIQ_LOST_SWEEP_INTERVAL_S": "1",
 }
 
 
@@ -114,6 +117,14 @@ def records(redis, ids, *fields) -> dict[str, dict]:
     for i in ids:
         pipe.hgetall(contract.job_key(i))
     return dict(zip(ids, pipe.execute()))
+
+
+def republished(redis, ids) -> int:
+    """Jobs the lost-delivery sweeper had to send again (workers/sweeper.py)."""
+    pipe = redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.hget(contract.job_key(i), "republished")
+    return sum(1 for v in pipe.execute() if v)
 
 
 def unacked(redis) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from elastiq import procs
 from elastiq.errors import ElastiqError
-from tests.faults.conftest import Supervisor, executions, record, records, unacked, wait_for
+from tests.faults.conftest import Supervisor, executions, record, records, republished, unacked, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -73,6 +73,7 @@ def test_sigkill_busy_worker_ten_times_in_2000_jobs(fast_env, workers, client, r
         "01_sigkill_busy_worker", title="SIGKILL a busy worker mid-job, 10x in a 2,000-job run (3 workers)",
         submitted=n_jobs, delivered=len(ok), failed=len(bad), lost=len(lost), duplicated=len(duplicated),
         executions=sum(ex.values()), re_executed=len(re_executed), kills=len(kills),
+        republished=republished(redis, ids),
         dead_letters=redis.llen("elastiq:dead"),
         recovery_s_max=round(max(recovery), 2) if recovery else None,
         recovery_s_median=round(statistics.median(recovery), 2) if recovery else None,
