@@ -69,6 +69,40 @@ def redis_url(redis_server, monkeypatch):
     return redis_server.url
 
 
+def _workers_on(port: int) -> list[int]:
+    """Worker processes (any spawner) whose ELASTIQ_REDIS_URL points at this port."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            if b"workers" not in cmd:
+                continue
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(e.startswith(b"ELASTIQ_REDIS_URL=") and e.endswith(b":%d/0" % port) for e in env):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_stray_workers(request):
+    """A worker a test leaves behind (an autoscaler killed mid-spawn, say) would consume
+    the next test's jobs from the shared redis-server: kill it, and say so."""
+    yield
+    if "redis_server" not in request.fixturenames:
+        return
+    port = request.getfixturevalue("redis_server").port
+    for pid in _workers_on(port):
+        print(f"killing a worker left behind by {request.node.nodeid}: pid {pid}")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture
 def redis(redis_url):
     r = redis_client(Settings(redis_url=redis_url))

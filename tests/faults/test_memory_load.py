@@ -21,7 +21,8 @@ def test_worker_over_memory_limit_drains_and_exits_75(fast_env, workers, client,
     jobs = client.submit_many("debug", [[f"m {i}"] for i in range(24)], sleep_ms=1500)
     ids = [j.id for j in jobs]
     # RSS is far above 1 MB: the limit trips as soon as the worker is ready
-    (a,) = workers.start("debug", n=1, slots=4, env={"ELASTIQ_WORKER_MAX_RSS_MB": "1"})
+    # (not waited for: it may be ready and gone before a poll sees its ready heartbeat)
+    (a,) = workers.start("debug", n=1, slots=4, env={"ELASTIQ_WORKER_MAX_RSS_MB": "1"}, wait=False)
     sup = Supervisor(workers, "debug", slots=4)
     sup.start()
     try:
