@@ -100,7 +100,7 @@ def test_memory(tmp_path):
 def test_quantize(tmp_path):
     r = bench("quantize", tmp_path)
     v = r["variants"]
-    assert set(v) == {"minilm", "minilm-int8", "minilm-bf16"}
+    assert set(v) == {"minilm", "minilm-int8", "minilm-int8-all", "minilm-bf16"}
     assert v["minilm"]["cosine_mean"] > 0.9999 and v["minilm"]["speedup"] == 1.0
-    for name in ("minilm-int8", "minilm-bf16"):
+    for name in ("minilm-int8", "minilm-int8-all", "minilm-bf16"):
         assert 0 < v[name]["cosine_mean"] <= 1.0001 and v[name]["texts_per_s"] > 0

@@ -69,7 +69,9 @@ def test_compose_end_to_end(docker_client, image, uid, tmp_path):
                          "the first result")
         print(f"up -d -> first result: {time.monotonic() - t0:.1f}s")
         assert len(first.outputs[0]) == 384
-        assert project.workers() == 1
+        # at its minimum of 1; a second may already be starting (the first job waited
+        # through the worker's cold start, which the policy's age term reacts to)
+        assert 1 <= project.workers() <= 2
 
         # Flower answers with the credentials, refuses without
         flower = f"http://127.0.0.1:{flower_port}/api/workers"
