@@ -26,6 +26,12 @@ def outcome(job, timeout_s):
         return exc
 
 
+def unanswered_and_queued(redis, jobs, outcomes) -> list[str]:
+    """Jobs whose wait timed out while their record still says `queued`: never received."""
+    return [j.id for j, o in zip(jobs, outcomes) if isinstance(o, JobTimeoutError)
+            and redis.hget(contract.job_key(j.id), "state") == contract.QUEUED]
+
+
 def status_json(capsys) -> dict:
     from elastiq.cli import main
 
@@ -58,8 +64,7 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers,
     failed_others = [o for o in others if isinstance(o, Exception)]
     # a job whose record still says `queued` after everything else ran was never received:
     # kombu's BRPOP had taken it off the list, and the worker died before it reached `unacked`
-    never_received = [j.id for j, o in zip(good, others) if isinstance(o, JobTimeoutError)
-                      and redis.hget(contract.job_key(j.id), "state") == contract.QUEUED]
+    never_received = unanswered_and_queued(redis, good, others)
     data = record(
         "07a_poison_crash", title="Poison input that SIGKILLs its worker (`!crash`), max_deliveries=3",
         submitted=len(good) + 1 + len(after),
@@ -111,8 +116,7 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers
     ex = executions(redis, ids)
     dl = dead_letters(redis, 50)
     failed_others = [o for o in others if isinstance(o, Exception)]
-    never_received = [j.id for j, o in zip(later, others) if isinstance(o, JobTimeoutError)
-                      and redis.hget(contract.job_key(j.id), "state") == contract.QUEUED]
+    never_received = unanswered_and_queued(redis, later, others)
     data = record(
         "07b_poison_hang", title="Poison input that hangs the forward pass (`!hang`): soft 4 s, hard 5 s",
         submitted=len(ids) + 1 + len(after),
