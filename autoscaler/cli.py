@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from elastiq.celeryconf import redis_client
+from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
 BACKENDS = {

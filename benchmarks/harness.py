@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from elastiq import procs
-from elastiq.celeryconf import redis_client
+from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
     from autoscaler.controller import Controller
     from autoscaler.policy import PolicyConfig
     from elastiq import procs
-    from elastiq.celeryconf import redis_client
+    from elastiq.redisconn import redis_client
     from elastiq.settings import Settings
     from producer import Client
 

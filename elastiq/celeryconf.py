@@ -1,27 +1,20 @@
-"""The one Celery configuration that every process on the broker uses.
+"""The Celery configuration of the processes that speak Celery on the broker.
 
-Client, workers, autoscaler and Flower build their Celery app from here, so they agree
-on the serializer (JSON only, pickle never accepted) and on the visibility timeout
-(kombu lets the *shortest* one among all processes win).
+Jobs do not go through Celery's worker machinery any more (workers/fetcher.py takes them
+with owned reservations), but the wire stays Celery's: a worker answers Celery's remote
+control and sends its events (Flower), and Flower reads them with this configuration.
+JSON only, both ways: pickle is never accepted.
 """
 
 from __future__ import annotations
 
-import os
-import ssl
-
 from celery import Celery
 
+from elastiq.redisconn import tls_options
 from elastiq.settings import Settings
 
 
 def celery_config(settings: Settings) -> dict:
-    transport = {
-        "visibility_timeout": settings.visibility_timeout_s,
-        "unacked_restore_interval": settings.unacked_restore_interval_s,
-        "unacked_restore_throttle": 1,
-        "health_check_interval": 10,
-    }
     conf = dict(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
@@ -31,25 +24,9 @@ def celery_config(settings: Settings) -> dict:
         event_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # Fair dispatch: a worker holds at most one message per free slot, acks after
-        # the job, and a job whose process died goes back to the queue.
-        worker_prefetch_multiplier=1,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
-        broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        visibility_timeout=settings.visibility_timeout_s,
-        # Measured on Celery 5.7: True lost jobs across a Redis restart. Keep False and
-        # skip a redelivered job that already succeeded instead.
-        worker_cancel_long_running_tasks_on_connection_loss=False,
-        worker_deduplicate_successful_tasks=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         result_expires=settings.result_ttl_s,
-        result_extended=False,
-        task_soft_time_limit=settings.job_soft_time_limit_s,
-        task_time_limit=settings.job_time_limit_s,
         worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
@@ -57,40 +34,14 @@ def celery_config(settings: Settings) -> dict:
         broker_pool_limit=10,
         redis_socket_keepalive=True,
         redis_retry_on_timeout=True,
-        result_backend_always_retry=True,
-        result_backend_max_retries=20,
+        broker_transport_options={"health_check_interval": 10},
     )
     if settings.redis_url.startswith("rediss://"):
         conf["broker_use_ssl"] = conf["redis_backend_use_ssl"] = tls_options()
     return conf
 
 
-def tls_options() -> dict:
-    """Certificate checks on by default (kombu silently skips them without this)."""
-    opts = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if os.environ.get("ELASTIQ_REDIS_CA"):
-        opts["ssl_ca_certs"] = os.environ["ELASTIQ_REDIS_CA"]
-    if os.environ.get("ELASTIQ_REDIS_CERT"):
-        opts["ssl_certfile"] = os.environ["ELASTIQ_REDIS_CERT"]
-        opts["ssl_keyfile"] = os.environ.get("ELASTIQ_REDIS_KEY", "")
-    return opts
-
-
 def make_celery(settings: Settings, name: str = "elastiq") -> Celery:
     app = Celery(name, set_as_current=False)
     app.conf.update(celery_config(settings))
     return app
-
-
-def redis_client(settings: Settings):
-    """A plain redis-py client for elastiq's own keys (heartbeats, records, stats)."""
-    import redis
-
-    kwargs: dict = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 5,
-                    "health_check_interval": 10, "retry_on_timeout": True}
-    if settings.redis_url.startswith("rediss://"):
-        tls = tls_options()
-        kwargs["ssl_cert_reqs"] = "required"
-        if "ssl_ca_certs" in tls:
-            kwargs["ssl_ca_certs"] = tls["ssl_ca_certs"]
-    return redis.Redis.from_url(settings.redis_url, **kwargs)

@@ -21,19 +21,18 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 
 HEADER_SUBMITTED_AT = "elastiq_submitted_at"
 HEADER_DEADLINE = "elastiq_deadline"
-HEADER_REPUBLISHED_AT = "elastiq_republished_at"   # set when the sweeper re-sends a lost job
 
 HEARTBEAT_PREFIX = "elastiq:hb:"          # + worker id -> JSON, with a TTL
 DRAIN_PREFIX = "elastiq:drain:"           # + worker id -> "1": stop consuming, finish, exit
 JOB_PREFIX = "elastiq:job:"               # + job id -> hash {state, deliveries, model, ...}
 DEAD_LETTER_KEY = "elastiq:dead"          # list of JSON {job_id, model, reason, ...}
 STATS_PREFIX = "elastiq:stats:"           # + queue -> hash of counters (done, failed, expired)
-# + queue -> sorted set {job id: time published}: jobs sent and not yet started. The job's
-# record keeps its payload (field "payload") until a worker starts it, so a message lost
-# between a worker's BRPOP and kombu's unacked write can be sent again (workers/sweeper.py).
-PENDING_PREFIX = "elastiq:pending:"
-SWEEP_LOCK_KEY = "elastiq:sweep-lock"     # one sweeper at a time across the pool
-UNACKED_KEY = "unacked"                   # kombu's Redis transport: delivery tag -> message
+# + worker id -> hash {"<list>\n<seq>": queue item}: the jobs a worker has taken and not yet
+# answered (elastiq/reservations.py). Restored to their lists when its heartbeat expires.
+HELD_PREFIX = "elastiq:held:"
+HOLDERS_KEY = "elastiq:holders"           # set of worker ids that may hold jobs
+WAKE_PREFIX = "elastiq:wake:"             # + queue: pub/sub channel, "jobs were queued"
+RESULT_PREFIX = "celery-task-meta-"       # + job id: Celery's Redis result backend key/channel
 
 # Job states kept in our own record (Celery reports any unknown id as PENDING).
 QUEUED, STARTED, DONE, FAILED, DEAD = "queued", "started", "done", "failed", "dead"
@@ -53,6 +52,11 @@ def queue_keys(queue: str) -> list[str]:
     return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
+def queue_of_list(list_key: str) -> str:
+    """The queue a Redis list belongs to (a priority sub-list names its queue first)."""
+    return list_key.split(PRIORITY_SEP, 1)[0]
+
+
 def heartbeat_key(worker_id: str) -> str:
     return HEARTBEAT_PREFIX + worker_id
 
@@ -69,13 +73,21 @@ def stats_key(queue: str) -> str:
     return STATS_PREFIX + queue
 
 
-def pending_key(queue: str) -> str:
-    return PENDING_PREFIX + queue
+def held_key(worker_id: str) -> str:
+    return HELD_PREFIX + worker_id
+
+
+def wake_channel(queue: str) -> str:
+    return WAKE_PREFIX + queue
+
+
+def result_key(job_id: str) -> str:
+    return RESULT_PREFIX + job_id
 
 
 def published_at(headers: dict) -> float | None:
-    """When a waiting message was (last) put on its queue, from its headers."""
-    value = headers.get(HEADER_REPUBLISHED_AT) or headers.get(HEADER_SUBMITTED_AT)
+    """When a waiting message was submitted, from its headers."""
+    value = headers.get(HEADER_SUBMITTED_AT)
     try:
         return float(value) if value is not None else None
     except (TypeError, ValueError):

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from elastiq import stack
-from elastiq.celeryconf import redis_client
+from elastiq.redisconn import redis_client
 from elastiq.procs import read_heartbeats
 from elastiq.settings import Settings
 

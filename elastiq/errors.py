@@ -61,6 +61,10 @@ class JobExpiredError(JobError):
     """The job's deadline passed before a worker could run it; it was not run."""
 
 
+class JobCancelledError(JobError):
+    """The job was cancelled before a worker took it; it was not run."""
+
+
 class DeadLetteredError(JobError):
     """The job was delivered too many times (or could not be decoded) and was moved to
     the dead-letter list with its reason."""
@@ -81,7 +85,7 @@ BY_NAME: dict[str, type[ElastiqError]] = {
     for cls in (
         ElastiqError, ConfigError, ValidationError, UnknownModelError, EmptyInputError,
         InputTypeError, InputTooLargeError, BadParamsError, JobError, JobFailedError,
-        JobTimeoutError, JobExpiredError, DeadLetteredError, ModelLoadError,
+        JobTimeoutError, JobExpiredError, JobCancelledError, DeadLetteredError, ModelLoadError,
         BrokerUnavailableError,
     )
 }

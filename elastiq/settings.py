@@ -36,25 +36,17 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     home: Path = Path(".elastiq")
-    # Redis has no real acks: a message a worker holds comes back after this long.
-    # It must be longer than the longest job, and equal in every process.
-    visibility_timeout_s: int = 900
-    # How often kombu sweeps for expired unacked messages (its default is ~100 s).
-    unacked_restore_interval_s: int = 10
     job_soft_time_limit_s: float = 120.0
     job_time_limit_s: float = 180.0
     max_deliveries: int = 3
     result_ttl_s: int = 3600
-    # A job sent but never started, in no queue list and in nobody's unacked set, for this
-    # long, was lost in delivery (a worker killed between BRPOP and kombu's unacked write):
-    # the sweeper sends it again. Checked every lost_sweep_interval_s by one worker.
-    lost_grace_s: float = 60.0
-    lost_sweep_interval_s: float = 10.0
+    # A worker's heartbeat key lives this long after its last beat. Its existence is the
+    # worker's liveness: once it expires, the jobs the worker held are handed out again
+    # (elastiq/reservations.py). A dead worker's jobs come back within about this long.
     heartbeat_interval_s: float = 1.0
     heartbeat_ttl_s: float = 6.0
-    # Per-job Celery events (task-received/started/succeeded) cost ~0.7 ms per job on the
-    # worker (elastiq bench overhead: 1.56x -> 1.05x plain Celery without them). Off by
-    # default; Flower switches them on over the control channel while it watches.
+    # Per-job Celery task events cost the worker CPU per job. Off by default; Flower
+    # switches them on over the control channel while it watches (workers/events.py).
     task_events: bool = False
     limits: Limits = field(default_factory=Limits)
 
@@ -63,18 +55,11 @@ class Settings:
             raise ConfigError(f"ELASTIQ_REDIS_URL must be a redis:// or rediss:// URL, got {self.redis_url!r}")
         if self.job_soft_time_limit_s >= self.job_time_limit_s:
             raise ConfigError("ELASTIQ_JOB_SOFT_TIME_LIMIT_S must be below ELASTIQ_JOB_TIME_LIMIT_S")
-        if self.visibility_timeout_s <= self.job_time_limit_s * 2:
-            raise ConfigError(
-                "ELASTIQ_VISIBILITY_TIMEOUT_S must be more than twice ELASTIQ_JOB_TIME_LIMIT_S "
-                f"({self.visibility_timeout_s} <= 2 x {self.job_time_limit_s}): a job that runs "
-                "longer than the visibility timeout is delivered again while it still runs"
-            )
-        if self.lost_grace_s <= 0 or self.lost_sweep_interval_s <= 0:
-            raise ConfigError("ELASTIQ_LOST_GRACE_S and ELASTIQ_LOST_SWEEP_INTERVAL_S must be > 0")
         if self.max_deliveries < 1:
             raise ConfigError("ELASTIQ_MAX_DELIVERIES must be >= 1")
-        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
-            raise ConfigError("ELASTIQ_HEARTBEAT_TTL_S must be longer than the heartbeat interval")
+        if self.heartbeat_interval_s <= 0 or self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ConfigError("ELASTIQ_HEARTBEAT_TTL_S must be at least twice ELASTIQ_HEARTBEAT_INTERVAL_S "
+                              "(> 0): one late beat must not make a live worker look dead")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

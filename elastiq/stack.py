@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from elastiq import procs
-from elastiq.celeryconf import redis_client
+from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 from elastiq import contract, stack
-from elastiq.celeryconf import redis_client
+from elastiq.redisconn import redis_client
 from elastiq.procs import read_heartbeats
 from elastiq.registry import Registry
 from elastiq.settings import DEFAULT_REDIS_URL, Settings

@@ -15,32 +15,26 @@ import time
 import uuid
 from typing import Iterable, Sequence
 
-from elastiq import contract, kombu_fast
-from elastiq.celeryconf import make_celery, redis_client
+from elastiq import contract, messages
+from elastiq.redisconn import redis_client, safe_url
 from elastiq.errors import BrokerUnavailableError, InputTypeError, JobTimeoutError
 from elastiq.registry import Registry
 from elastiq.settings import Settings
 from elastiq.validate import validate_job
 from producer.collect import ResultCollector
 from producer.job import Job, Result
-
-PUBLISH_BATCH = 500      # messages per Redis round trip when submitting many jobs
-
-
-def _skip_on_task_call(producer, task_id) -> None:
-    """See :meth:`Client._no_early_subscribe`."""
+from producer.publish import Publisher
 
 
 class Client:
     def __init__(self, redis_url: str | None = None, *, settings: Settings | None = None,
                  registry: Registry | None = None):
-        kombu_fast.install()      # one Redis client per kombu channel, not one per publish
         overrides = {"redis_url": redis_url} if redis_url else {}
         self.settings = settings or Settings.from_env(**overrides)
         self.registry = registry or Registry.from_env()
-        self._app = make_celery(self.settings, name="elastiq-client")
         self._redis = redis_client(self.settings)
-        self._collector = ResultCollector(self._app, self._redis)
+        self._publisher = Publisher(self._redis, self.settings.result_ttl_s)
+        self._collector = ResultCollector(self._redis)
 
     # -- submitting
 
@@ -51,49 +45,27 @@ class Client:
 
     def submit_many(self, model: str, many: Iterable[Sequence[str]], *, priority: int | None = None,
                     deadline_s: float | None = None, **params) -> list[Job]:
-        """Validate every job first, then publish them all over one connection."""
+        """Validate every job first, then queue them all, a chunk per round trip."""
         checked = [validate_job(model, inputs, params, self.registry, self.settings.limits)
                    for inputs in many]
-        if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                     or not 0 <= priority <= 9):
             raise InputTypeError("priority must be an int from 0 (first) to 9 (last)")
-        queue = contract.queue_for(model)
         now = time.time()
-        headers = {contract.HEADER_SUBMITTED_AT: now}
-        if deadline_s is not None:
-            headers[contract.HEADER_DEADLINE] = now + float(deadline_s)
-        ids = [str(uuid.uuid4()) for _ in checked]
+        deadline = None if deadline_s is None else now + float(deadline_s)
+        items, list_key = [], messages.list_for(contract.queue_for(model), priority)
+        for _, inputs, job_params in checked:
+            job_id = str(uuid.uuid4())
+            _, raw = messages.job_message(job_id, model, inputs, job_params, submitted_at=now,
+                                          deadline=deadline, priority=priority)
+            items.append((job_id, raw))
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for job_id, (_, inputs, job_params) in zip(ids, checked):
-                key = contract.job_key(job_id)
-                # the payload stays until a worker starts the job, so a delivery lost in a
-                # worker's death can be sent again (workers/sweeper.py)
-                payload = json.dumps({"kwargs": {"model": model, "inputs": inputs, "params": job_params},
-                                      "headers": headers, "priority": priority})
-                pipe.hset(key, mapping={"state": contract.QUEUED, "model": model, "submitted_at": now,
-                                        "payload": payload})
-                pipe.expire(key, self.settings.result_ttl_s)
-            if ids:
-                pipe.zadd(contract.pending_key(queue), {job_id: now for job_id in ids})
-            pipe.execute()
-            jobs = []
-            self._no_early_subscribe()
-            with self._app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
-                # kombu buffers the LPUSHes and sends them PUBLISH_BATCH at a time
-                for job_id, (_, inputs, job_params) in zip(ids, checked):
-                    async_result = self._app.send_task(
-                        contract.TASK_NAME, kwargs={"model": model, "inputs": inputs, "params": job_params},
-                        task_id=job_id, queue=queue, routing_key=queue, priority=priority,
-                        headers=headers, producer=producer, argsrepr="()",
-                        kwargsrepr=f"{{'model': {model!r}, 'inputs': <{len(inputs)} texts>}}")
-                    jobs.append(Job(self, job_id, model, async_result))
-        except (OSError, ConnectionError) as exc:
-            raise BrokerUnavailableError(f"cannot reach Redis at {self._safe_url()}: {exc}") from exc
+            self._publisher.publish(list_key, model, now, items)
         except Exception as exc:
-            if type(exc).__module__.startswith(("redis", "kombu")):
+            if isinstance(exc, OSError) or type(exc).__module__.startswith("redis"):
                 raise BrokerUnavailableError(f"cannot reach Redis at {self._safe_url()}: {exc}") from exc
             raise
-        return jobs
+        return [Job(self, job_id, model) for job_id, _ in items]
 
     def map(self, model: str, many: Iterable[Sequence[str] | str], *, progress: bool = True,
             timeout: float | None = 300, **params) -> list[Result]:
@@ -115,19 +87,6 @@ class Client:
             if bar:
                 bar.close()
         return [job.result(timeout=0) for job in jobs]   # raises the first failure, in order
-
-    def _no_early_subscribe(self) -> None:
-        """Stop Celery's Redis backend subscribing to each result as the job is sent.
-
-        ``send_task`` calls ``backend.on_task_call``, which SUBSCRIBEs Celery's own result
-        consumer to the job's channel (and the AsyncResult unsubscribes when collected):
-        work per job, and a second connection receiving every result that nobody reads
-        while :class:`ResultCollector` waits. ``AsyncResult.get`` (the fallback in
-        :meth:`Job.result`) still subscribes by itself. ``app.backend`` is per thread.
-        """
-        backend = self._app.backend
-        if backend.__dict__.get("on_task_call") is not _skip_on_task_call:
-            backend.on_task_call = _skip_on_task_call
 
     def _wait(self, jobs: list[Job], timeout: float | None, on_ready=None) -> bool:
         """Collect many results in one wait. False if another thread is collecting now."""
@@ -153,19 +112,38 @@ class Client:
 
     def job(self, job_id: str, model: str = "") -> Job:
         """A handle on a job submitted earlier (by any client)."""
-        return Job(self, job_id, model, self._app.AsyncResult(job_id))
+        return Job(self, job_id, model)
 
-    def _record(self, job_id: str) -> dict:
-        return self._redis.hgetall(contract.job_key(job_id))
+    def _lookup(self, job_id: str, record: bool = True) -> tuple[dict | None, dict]:
+        """A job's stored result (decoded, or None) and its record."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(contract.result_key(job_id))
+        if record:
+            pipe.hgetall(contract.job_key(job_id))
+        replies = pipe.execute()
+        try:
+            meta = json.loads(replies[0]) if replies[0] else None
+        except ValueError:
+            meta = None
+        return (meta if isinstance(meta, dict) else None), (replies[1] if record else {})
+
+    def _cancel(self, job_id: str) -> bool:
+        """Mark a queued job cancelled; the worker that takes it answers JobCancelledError."""
+        key = contract.job_key(job_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hget(key, "state")
+        pipe.hsetnx(key, "cancelled", "1")
+        state, _ = pipe.execute()
+        if state != contract.QUEUED:
+            self._redis.hdel(key, "cancelled")
+            return False
+        return True
 
     def _safe_url(self) -> str:
-        from kombu.utils.url import maybe_sanitize_url
-
-        return maybe_sanitize_url(self.settings.redis_url)
+        return safe_url(self.settings.redis_url)
 
     def close(self) -> None:
         self._collector.close()
-        self._app.close()
         self._redis.close()
 
     def __enter__(self) -> "Client":

@@ -1,7 +1,8 @@
 """Wait for many job results at once: one pub/sub connection, no round trip per job.
 
-Celery's Redis result backend stores each result under ``celery-task-meta-<id>`` and
-publishes the same payload on a channel of that name. Waiting for N jobs here costs one
+A worker stores each result under ``celery-task-meta-<id>`` (Celery's Redis result
+backend format, workers/results.py) and publishes the same payload on a channel of that
+name. Waiting for N jobs here costs one
 SUBSCRIBE and one MGET per chunk of ids (the MGET catches results stored before the
 subscription), then one pub/sub message per job — instead of a subscribe, a GET and an
 unsubscribe per job as ``AsyncResult.get`` does one job at a time. If a message is ever
@@ -10,13 +11,14 @@ missed (a reconnect), a periodic MGET of the still-pending keys finds the result
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Callable, Iterable
 
+from elastiq import contract
 from elastiq.errors import JobTimeoutError
 
-READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 CHUNK = 1000              # ids per SUBSCRIBE / MGET
 RECHECK_S = 1.0           # MGET the pending keys after this long without a message
 
@@ -24,15 +26,13 @@ RECHECK_S = 1.0           # MGET the pending keys after this long without a mess
 class ResultCollector:
     """One per :class:`~producer.client.Client`; used by one waiting thread at a time."""
 
-    def __init__(self, app, redis):
-        self._backend = app.backend
+    def __init__(self, redis):
         self._redis = redis
         self._pubsub = None
         self.lock = threading.Lock()
 
     def key(self, job_id: str) -> str:
-        key = self._backend.get_key_for_task(job_id)
-        return key.decode() if isinstance(key, bytes) else key
+        return contract.result_key(job_id)
 
     def wait(self, jobs: Iterable, timeout: float | None,
              on_ready: Callable[[object], None] | None = None) -> None:
@@ -103,10 +103,12 @@ class ResultCollector:
         job = pending.get(key)
         if job is None:
             return                       # a late message for a job resolved earlier
-        meta = self._backend.decode(raw)
-        if not isinstance(meta, dict) or meta.get("status") not in READY:
+        try:
+            meta = json.loads(raw)
+        except ValueError:
             return
-        job._resolve(meta)
+        if not isinstance(meta, dict) or not job._resolve(meta):
+            return
         del pending[key]
         if on_ready is not None:
             on_ready(job)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elastiq import procs  # noqa: E402
-from elastiq.celeryconf import redis_client  # noqa: E402
+from elastiq.redisconn import redis_client  # noqa: E402
 from elastiq.settings import Settings  # noqa: E402
 
 CI = os.environ.get("CI", "").lower() == "true"

@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 from elastiq.errors import JobExpiredError
@@ -34,6 +34,8 @@ class BatchInfo:
     inference_ms: float      # time of the passes that held this job's texts
     padded_tokens: int = 0
     real_tokens: int = 0
+    started_at: float | None = None     # wall clock: its first forward pass began
+    finished_mono: float | None = None  # monotonic: its last forward pass ended
 
 
 @dataclass
@@ -78,6 +80,9 @@ class Batcher:
         self.clock = clock
         self.stats = BatchStats()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # the requests of the pass running now, and since when (monotonic): the watchdog's view
+        self.current: list[_Request] = []
+        self.current_since: float | None = None
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{runtime.name}", daemon=True)
         self._thread.start()
 
@@ -89,6 +94,17 @@ class Batcher:
     def close(self) -> None:
         self._queue.put(None)
 
+    def take_pending(self) -> list[_Request]:
+        """Remove and return the requests no forward pass has taken yet."""
+        return self._drain_now()
+
+    def fail_current(self, exc: BaseException) -> list[_Request]:
+        """Fail the requests of the pass running now (it is stuck); returns them."""
+        failed = list(self.current)
+        for r in failed:
+            _resolve(r.future, exc=exc)
+        return failed
+
     # -- the batcher thread
 
     def _loop(self) -> None:
@@ -97,13 +113,27 @@ class Batcher:
             if first is None:
                 return
             requests = [first] + self._drain(len(first.texts))
+            self.current, self.current_since = requests, time.monotonic()
             try:
                 self._run(requests)
             except BaseException as exc:  # a model error fails this batch, not the thread
                 log.exception("forward pass failed for %d job(s)", len(requests))
                 for r in requests:
-                    if not r.future.done():
-                        r.future.set_exception(exc)
+                    _resolve(r.future, exc=exc)
+            finally:
+                self.current, self.current_since = [], None
+
+    def _drain_now(self) -> list[_Request]:
+        got: list[_Request] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return got
+            if item is None:
+                self._queue.put(None)
+                return got
+            got.append(item)
 
     def _drain(self, have: int) -> list[_Request]:
         """Everything already waiting; with max_wait_ms > 0, also wait that long for more."""
@@ -127,7 +157,7 @@ class Batcher:
         for r in requests:
             if r.deadline is not None and now > r.deadline:
                 self.stats.expired += 1
-                r.future.set_exception(JobExpiredError(
+                _resolve(r.future, exc=JobExpiredError(
                     f"deadline passed {now - r.deadline:.3f}s before the job could run; not run"))
             else:
                 live.append(r)
@@ -142,6 +172,10 @@ class Batcher:
             r.outputs = [None] * len(r.texts)
         chunks = self._split_sorted(order, ids) if self.sort_by_length else self._chunks(order, ids)
         for chunk in chunks:
+            wall = time.time()
+            for k in chunk:
+                info = items[k][0].info
+                info.started_at = info.started_at or wall
             started = time.perf_counter()
             outs = self.runtime.forward([ids[k] for k in chunk])
             elapsed_ms = (time.perf_counter() - started) * 1000
@@ -156,8 +190,9 @@ class Batcher:
                 r.info.inference_ms += elapsed_ms
                 r.info.padded_tokens += width * len(chunk)
                 r.info.real_tokens += real
+                r.info.finished_mono = time.monotonic()
         for r in live:
-            r.future.set_result((r.outputs, r.info))
+            _resolve(r.future, result=(r.outputs, r.info))
 
     def _split_sorted(self, order: list[int], ids: list[list[int]]) -> list[list[int]]:
         """Cut length-sorted ``order`` into passes of least total cost (see module doc).
@@ -204,3 +239,14 @@ class Batcher:
         s.padded_tokens += padded
         s.real_tokens += real
         s.sizes[size] = s.sizes.get(size, 0) + 1
+
+
+def _resolve(future: Future, result=None, exc: BaseException | None = None) -> None:
+    """Set a future once: a request failed by the watchdog may still finish later."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass

@@ -1,9 +1,9 @@
-"""``elastiq worker``: load the models, then consume.
+"""``elastiq worker``: load the models, then take jobs.
 
-One worker process = one copy of each model it serves + ``--slots`` job slots (Celery's
-threads pool, prefetch 1 per slot, so it takes a message only when a slot is free) + one
-micro-batcher thread per model. Models load *before* the consumer starts, so a worker
-never holds a message it cannot run yet.
+One worker process = one copy of each model it serves + ``--slots`` job slots (it holds
+at most that many jobs, so it takes a job only when a slot is free) + one micro-batcher
+thread per model (workers/worker.py assembles the rest). Models load *before* the first
+reservation, so a worker never holds a job it cannot run yet.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 import uuid
 
 from elastiq import contract
-from elastiq.celeryconf import make_celery, redis_client
 from elastiq.errors import ConfigError
 from elastiq.registry import Registry
 from elastiq.settings import Settings
@@ -79,7 +78,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("elastiq.worker")
     settings = Settings.from_env()
     registry = Registry.from_env()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -87,81 +85,19 @@ def main(argv=None) -> int:
     threads = args.threads or cpu_budget()
     worker_id = args.name or f"elastiq-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
 
-    from elastiq import kombu_fast
     from workers import runtime as rt
-    from workers.batcher import Batcher
-    from workers.heartbeat import Heartbeat, Watchdog, WorkerState
-    from workers.tasks import WorkerContext, install, register
-
-    kombu_fast.install()     # one Redis client per kombu channel, not one per ack (perf, issue 5)
-    from workers.consumer import install_envelope_guard
-
-    install_envelope_guard()  # a queue item that is not a kombu message is dead-lettered
+    from workers.state import WorkerState
+    from workers.worker import Worker
 
     if any(s.kind != "debug" for s in specs):
         rt.configure_torch(threads)
     runtimes = {s.name: rt.load(s) for s in specs}
-    max_batch = 1 if args.no_batching else args.max_batch
-    batchers = {n: Batcher(r, max_batch=max_batch, max_tokens=args.max_tokens,
-                           max_wait_ms=args.max_wait_ms, sort_by_length=not args.no_sort)
-                for n, r in runtimes.items()}
-    queues = [contract.queue_for(n) for n in names]
-    state = WorkerState(worker_id, queues, args.slots, threads, started_at=spawned)
-    redis = redis_client(settings)
-    install(WorkerContext(settings, registry, runtimes, batchers, state, redis))
-
-    app = make_celery(settings, name="elastiq-worker")
-    # undecodable / unknown / malformed messages are dead-lettered, not logged and dropped
-    app.conf.worker_consumer = "workers.consumer:Consumer"
-    register(app)
-
-    def drain() -> None:
-        for q in queues:
-            app.control.cancel_consumer(q, destination=[worker_id])
-
-    heartbeat = Heartbeat(redis, state, interval_s=settings.heartbeat_interval_s,
-                          ttl_s=settings.heartbeat_ttl_s, on_drain=drain,
-                          extra=lambda: {"models": names, "batching": {
-                              n: b.stats.as_dict() for n, b in batchers.items()}})
-
-    from celery import signals
-
-    @signals.worker_ready.connect(weak=False)
-    def _ready(**_):
-        state.ready_at = time.time()
-        heartbeat.beat()
-        log.info("worker %s ready: models=%s slots=%d threads=%d cold_start=%.2fs",
-                 worker_id, names, args.slots, threads, state.ready_at - state.started_at)
-
-    @signals.worker_shutting_down.connect(weak=False)
-    def _shutting_down(**_):
-        state.draining = True
-
-    watchdog = Watchdog(state, soft_s=settings.job_soft_time_limit_s, hard_s=settings.job_time_limit_s,
-                        max_rss_mb=args.max_rss_mb, on_drain=drain)
-    from workers.sweeper import LostJobSweeper, celery_sender
-
-    sweeper = LostJobSweeper(redis, celery_sender(app), queues, owner=worker_id,
-                             grace_s=settings.lost_grace_s, interval_s=settings.lost_sweep_interval_s)
-    heartbeat.start()
-    watchdog.start()
-    sweeper.start()
-    code = 0
-    try:
-        app.worker_main([
-            "worker", "-P", "threads", "-c", str(args.slots), "-Q", ",".join(queues),
-            "-n", worker_id, "-l", args.loglevel, "--without-mingle", "--without-gossip",
-        ])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sweeper.stop()
-        watchdog.stop()
-        heartbeat.stop()
-    if state.exit_code is not None:
-        log.warning("worker %s exits with %d: %s", worker_id, state.exit_code, state.stop_reason)
-        return state.exit_code
-    return code
+    state = WorkerState(worker_id, [contract.queue_for(n) for n in names], args.slots, threads,
+                        started_at=spawned)
+    batching = {"max_batch": 1 if args.no_batching else args.max_batch, "max_tokens": args.max_tokens,
+                "max_wait_ms": args.max_wait_ms, "sort_by_length": not args.no_sort}
+    return Worker(settings, registry, runtimes, state, batcher_options=batching,
+                  max_rss_mb=args.max_rss_mb).run()
 
 
 if __name__ == "__main__":

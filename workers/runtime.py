@@ -175,8 +175,10 @@ class DebugRuntime(Runtime):
 
     Each output is the text's length in characters. Texts that start with ``!`` misbehave
     on purpose, to stand in for poison inputs: ``!raise`` raises, ``!crash`` kills the
-    worker process, ``!hang`` never returns, ``!sleep:<ms>`` sleeps that long. Only
-    registered from an ``ELASTIQ_MODELS`` file, never by default.
+    worker process, ``!hang`` never returns, ``!sleep:<ms>`` sleeps that long in the forward
+    pass. The ``sleep_ms`` parameter makes a job hold its slot that long after its forward
+    pass (the jobs of one pass overlap, like long jobs in parallel slots). Only registered
+    from an ``ELASTIQ_MODELS`` file, never by default.
     """
 
     kind = "debug"
@@ -197,9 +199,10 @@ class DebugRuntime(Runtime):
                 time.sleep(float(text[7:].split()[0]) / 1000)
         return [seq[0] for seq in ids]
 
+    def hold_s(self, params) -> float:
+        return float(params.get("sleep_ms") or 0) / 1000
+
     def postprocess(self, outputs, params):
-        if params.get("sleep_ms"):
-            time.sleep(params["sleep_ms"] / 1000)
         if params.get("fail"):
             raise JobFailedError(params["fail"])
         return [int(x) for x in outputs]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from elastiq import procs
-from elastiq.celeryconf import redis_client
+from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 from tests.conftest import WorkerPool
 from tests.faults.conftest import ResultTap, executions, record, unacked

@@ -103,16 +103,25 @@ def test_worker_error_is_typed_and_next_job_succeeds(models_env, workers, client
     assert ok.outputs == [4]
 
 
-def test_raw_bad_message_gets_typed_error_at_worker(models_env, workers, client):
-    """A client that skips validation meets the same rules at the worker."""
+def test_plain_celery_clients_can_submit_and_read_results(models_env, workers, client, redis_url):
+    """Celery compatibility where users meet it: a plain Celery app's ``send_task`` is run
+    (no wake-up is published: the worker's idle poll finds it), ``AsyncResult.get`` reads
+    the answer, and a client that skips validation meets the same rules at the worker."""
+    from elastiq.celeryconf import make_celery
+    from elastiq.settings import Settings
+
     workers.start("debug", slots=2)
-    app = client._app
-    res = app.send_task(contract.TASK_NAME, kwargs={"model": "debug", "inputs": [1, 2]},
+    app = make_celery(Settings(redis_url=redis_url), name="plain-celery-client")
+    good = app.send_task(contract.TASK_NAME, kwargs={"model": "debug", "inputs": ["four"], "params": {}},
+                         queue="elastiq.debug")
+    assert good.get(timeout=10)["outputs"] == [4]
+    bad = app.send_task(contract.TASK_NAME, kwargs={"model": "debug", "inputs": [1, 2]},
                         queue="elastiq.debug")
     with pytest.raises(Exception) as info:
-        res.get(timeout=10)
+        bad.get(timeout=10)
     assert type(info.value).__name__ == "InputTypeError"
     assert client.submit("debug", ["next"]).result(timeout=10).outputs == [4]
+    app.close()
 
 
 def test_status_and_deadline(models_env, workers, client):

@@ -27,7 +27,7 @@ def test_priority_sub_lists_and_oldest_age_are_counted(models_env, client, redis
 
 def test_empty_queue_has_age_zero_and_unreadable_redis_is_unknown(redis, redis_server):
     assert waiting_and_oldest(redis, Q, time.time()) == (0, 0.0)
-    from elastiq.celeryconf import redis_client
+    from elastiq.redisconn import redis_client
     from elastiq.settings import Settings
 
     dead = redis_client(Settings(redis_url="redis://127.0.0.1:1/0"))

@@ -1,0 +1,169 @@
+"""One worker process, assembled: who does what, and how it starts and stops.
+
+::
+
+    fetcher --reserve (Lua)--> held jobs --> batcher / suspect runner --> committer --commit (Lua)-->
+       ^  wake channel                       (forward passes)               results + acks, one step
+    heartbeat (TTL = liveness, drain key)   reaper (dead workers' jobs back)   watchdog (limits, RSS)
+    control (Celery mailbox: inspect, cancel_consumer, shutdown)   events (Flower)
+
+Stopping: a *warm* stop (SIGTERM, ``shutdown`` control, drain + stop, recycling) takes no
+new jobs, gives the ones no forward pass has started back to the front of their queues,
+lets the running passes finish and answers them, then deletes the heartbeat and exits. A
+*cold* stop (SIGINT, SIGQUIT, a second SIGTERM) gives every held job back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from elastiq import messages
+from elastiq.celeryconf import make_celery
+from elastiq.redisconn import redis_client
+from elastiq.reservations import Reservations
+from elastiq.settings import Settings
+from workers import jobs
+from workers.batcher import Batcher
+from workers.committer import Committer
+from workers.control import Control, handlers
+from workers.events import Events, WorkerHeart
+from workers.fetcher import Fetcher
+from workers.heartbeat import Heartbeat
+from workers.reaper import Reaper
+from workers.state import WorkerState
+from workers.suspects import SuspectRunner
+from workers.watchdog import Watchdog
+
+log = logging.getLogger("elastiq.worker")
+
+
+class Worker:
+    def __init__(self, settings: Settings, registry, runtimes: dict, state: WorkerState, *,
+                 batcher_options: dict, max_rss_mb: float | None = None):
+        self.settings = settings
+        self.state = state
+        self.runtimes = runtimes
+        self.redis = redis_client(settings)
+        max_bytes = messages.max_item_bytes(settings.limits.max_message_bytes)
+        self.store = Reservations(self.redis, record_ttl_s=settings.result_ttl_s,
+                                  result_ttl_s=settings.result_ttl_s, max_bytes=max_bytes)
+        self.batchers = {n: Batcher(r, **batcher_options) for n, r in runtimes.items()}
+        self.suspects = SuspectRunner(self.redis, state.worker_id, runtimes)
+        self.app = make_celery(settings, name="elastiq-worker")      # control and events only
+        self.events = Events(self.app, state.worker_id, tasks=settings.task_events, state=state)
+        self.committer = Committer(self.store, state, runtimes, self.redis, events=self.events)
+        ctx = jobs.Context(settings, registry, frozenset(runtimes), self.redis, max_bytes)
+        self.fetcher = Fetcher(self.store, state, ctx, batchers=self.batchers, suspects=self.suspects,
+                               committer=self.committer, redis=self.redis, events=self.events)
+        self.heartbeat = Heartbeat(self.redis, state, interval_s=settings.heartbeat_interval_s,
+                                   ttl_s=settings.heartbeat_ttl_s, on_drain=lambda: None,
+                                   extra=self._heartbeat_extra)
+        self.reaper = Reaper(self.store, self.redis, interval_s=settings.heartbeat_interval_s,
+                             grace_s=settings.heartbeat_ttl_s + settings.heartbeat_interval_s,
+                             events=self.events)
+        self.watchdog = Watchdog(state, [*self.batchers.values(), self.suspects],
+                                 soft_s=settings.job_soft_time_limit_s, hard_s=settings.job_time_limit_s,
+                                 give_back=self.give_back, stop=self.request_stop, max_rss_mb=max_rss_mb)
+        self.control = Control(self.app, state.worker_id,
+                               handlers(state, self.events, lambda: self.request_stop(0), state.started_at))
+        self.heart = WorkerHeart(self.events)
+        self._stop = threading.Event()
+        self._cold = False
+
+    def _heartbeat_extra(self) -> dict:
+        return {"models": sorted(self.runtimes),
+                "batching": {n: b.stats.as_dict() for n, b in self.batchers.items()}}
+
+    # -- stopping
+
+    def request_stop(self, code: int = 0, cold: bool = False) -> None:
+        if self._stop.is_set():
+            cold = True                      # asked twice: do not wait any more
+        if self.state.exit_code is None and code:
+            self.state.exit_code = code
+        self._cold = self._cold or cold
+        self.state.stopping = True
+        with self.state.lock:
+            self.state.lock.notify_all()
+        self._stop.set()
+
+    def give_back(self, items) -> None:
+        """Release the held jobs behind ``items`` (futures, or requests with a ``.future``)."""
+        by_queue: list = []
+        for item in items:
+            job = self.state.untrack(getattr(item, "future", item))
+            if job is not None:
+                by_queue.append(job)
+        if not by_queue:
+            return
+        try:
+            self.store.release(self.state.worker_id, [j.held.field for j in by_queue])
+        except Exception as exc:  # noqa: BLE001 - still held: reaped when the heartbeat expires
+            log.warning("could not give %d job(s) back: %s", len(by_queue), exc)
+        for j in by_queue:
+            self.state.give_back(j.queue)
+
+    # -- running
+
+    def run(self) -> int:
+        self._signals()
+        for t in (*(), self.suspects, self.committer):
+            t.start()
+        self.state.ready_at = time.time()
+        self.heartbeat.beat()                # a live heartbeat before the first reservation
+        for t in (self.heartbeat, self.fetcher, self.reaper, self.watchdog):
+            t.start()
+        log.info("worker %s ready: queues=%s slots=%d threads=%d cold_start=%.2fs", self.state.worker_id,
+                 self.state.queues, self.state.slots, self.state.threads,
+                 self.state.ready_at - self.state.started_at)
+        threading.Thread(target=self._start_celery_side, name="celery-side", daemon=True).start()
+        while not self._stop.wait(0.5):
+            pass
+        return self._shutdown()
+
+    def _start_celery_side(self) -> None:
+        """Control and events: off the path to the first job (kombu/Celery import and connect)."""
+        try:
+            self.events.start()
+            self.heart.start()
+            self.control.start()
+        except Exception as exc:  # noqa: BLE001 - jobs run without them
+            log.warning("Celery control/events unavailable: %s", exc)
+
+    def _signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop(0))
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop(0, cold=True))
+        signal.signal(signal.SIGQUIT, lambda *_: self.request_stop(0, cold=True))
+
+    def _shutdown(self) -> int:
+        st = self.state
+        log.info("worker %s stopping (%s): %d job(s) held", st.worker_id, "cold" if self._cold else "warm",
+                 st.busy())
+        self.fetcher.stop()
+        self.fetcher.join(5)
+        self.give_back([p for b in (*self.batchers.values(), self.suspects) for p in b.take_pending()])
+        if not self._cold:
+            end = time.monotonic() + self.settings.job_time_limit_s + 10
+            while st.busy() and time.monotonic() < end and not self._cold:
+                time.sleep(0.05)
+        self.committer.stop()
+        if st.busy():                         # cold, or answers that could not be written
+            self._release_everything()
+        for t in (self.reaper, self.watchdog, self.heart, self.control):
+            t.stop()
+        self.events.stop()
+        self.heartbeat.stop()                # deletes the heartbeat: nothing is held any more
+        code = st.exit_code or 0
+        log.info("worker %s exits with %d%s", st.worker_id, code, f": {st.stop_reason}" if st.stop_reason else "")
+        return code
+
+    def _release_everything(self) -> None:
+        try:
+            fields = list(self.store.held(self.state.worker_id))
+            n = self.store.release(self.state.worker_id, fields)
+            log.warning("gave %d held job(s) back to their queues", n)
+        except Exception as exc:  # noqa: BLE001 - reaped once the heartbeat expires
+            log.warning("could not give the held jobs back (%s): they return when the heartbeat expires", exc)
