@@ -24,11 +24,16 @@ BACKENDS = {
 }
 
 
-def make_backend(name: str):
+def make_backend(name: str, redis=None):
     import importlib
 
     module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls).from_env()
+    kind = getattr(importlib.import_module(module), cls)
+    if name == "process" and redis is not None:
+        from elastiq.exits import record_exit
+
+        return kind.from_env(on_exit=lambda e: record_exit(redis, e))
+    return kind.from_env()
 
 
 def parse_args(argv):
@@ -47,6 +52,8 @@ def parse_args(argv):
     p.add_argument("--metrics-addr", default=env.get("ELASTIQ_AUTOSCALE_METRICS_ADDR", "127.0.0.1"))
     p.add_argument("--timeline", default=env.get("ELASTIQ_AUTOSCALE_TIMELINE"),
                    help="append every decision to this JSON-lines file (render with `elastiq plot`)")
+    p.add_argument("--start-workers", type=int, default=0,
+                   help="start this many workers per model before the first decision (`elastiq up`)")
     return p.parse_args(argv)
 
 
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
     settings = Settings.from_env()
     config = PolicyConfig.from_env()
     redis = redis_client(settings)
-    backend = make_backend(args.backend)
+    backend = make_backend(args.backend, redis)
     writer = None
     if args.timeline:
         from autoscaler.timeline import TimelineWriter
@@ -80,9 +87,18 @@ def main(argv=None) -> int:
             print(json.dumps(row if not args.once else {k: row.get(k) for k in keys}), flush=True)
 
     groups = [m.strip() for m in args.models.split(",") if m.strip()]
+    reap = None
+    if not args.dry_run:
+        from elastiq.reservations import Reservations, reap_dead
+
+        store = Reservations(redis)
+        grace = settings.heartbeat_ttl_s + settings.heartbeat_interval_s
+        reap = lambda: reap_dead(store, redis, grace_s=grace)  # noqa: E731
     controller = Controller(redis=redis, backend=backend, groups=groups, config=config,
                             drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
-                            record=record, metrics=metrics)
+                            record=record, metrics=metrics, reap=reap)
+    if args.start_workers and not args.dry_run:
+        controller.start_workers(args.start_workers, time.time())
     if args.once:
         rows = controller.reconcile_once(time.time())
         if not args.json:

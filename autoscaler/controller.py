@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from autoscaler import drain
@@ -35,7 +35,7 @@ class Controller:
     def __init__(self, *, redis, backend: Backend, groups: list[str], config: PolicyConfig,
                  signals: Signals | None = None, drain_timeout_s: float = 300.0,
                  dry_run: bool = False, record: Callable[[dict], None] | None = None,
-                 metrics=None, max_backoff_s: float = 60.0):
+                 metrics=None, max_backoff_s: float = 60.0, reap: Callable[[], object] | None = None):
         self.redis = redis
         self.backend = backend
         self.groups = list(groups)
@@ -46,9 +46,25 @@ class Controller:
         self.record = record or (lambda row: None)
         self.metrics = metrics
         self.max_backoff_s = max_backoff_s
+        self.reap = reap
         self.state: dict[str, GroupState] = {g: GroupState() for g in self.groups}
 
+    def start_workers(self, n: int, now: float) -> None:
+        """Bring each group up to ``n`` replicas, and count them as recommended now, so the
+        first decisions do not scale in before a full window has passed."""
+        for group in self.groups:
+            have = len(self.backend.list(group))
+            for _ in range(max(0, n - have)):
+                log.info("started %s", self.backend.start(group).worker_id)
+            gs = self.state[group]
+            gs.policy = replace(gs.policy, recommendations=gs.policy.recommendations + ((now, max(n, have)),))
+
     def reconcile_once(self, now: float) -> list[dict]:
+        if self.reap is not None:        # dead workers' jobs back first (any reaper will do)
+            try:
+                self.reap()
+            except Exception as exc:
+                log.warning("reap pass failed: %s", exc)
         beats = self.signals.heartbeats()
         return [self._reconcile_group(g, now, beats) for g in self.groups]
 
@@ -119,6 +135,9 @@ class Controller:
                 replica = self.backend.start(group)
                 log.info("started %s", replica.worker_id)
             return f"up +{delta}"
+        loading = [r.worker_id for r in active if not (beats.get(r.worker_id) or {}).get("ready")]
+        if loading:              # its cold start is not yet known, and it may be the victim
+            return f"hold: {len(loading)} worker(s) still loading, no scale-in"
         for victim in drain.pick_victims(active, beats, -delta):
             drain.request_drain(self.redis, victim.worker_id)
             gs.draining[victim.worker_id] = (victim, now)

@@ -23,27 +23,36 @@ from typing import Callable
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
 from elastiq import contract
 from elastiq.procs import read_heartbeats
+from elastiq import reservations
 
 log = logging.getLogger(__name__)
 
 
 def waiting_and_oldest(redis, queue: str, now: float) -> tuple[int | None, float | None]:
-    """LLEN over every list of the queue, and the oldest waiting job's age (0.0 if none)."""
-    keys = contract.queue_keys(queue)
+    """Jobs waiting for a worker, and the oldest one's age (0.0 if none).
+
+    Waiting = LLEN over every list of the queue + the jobs held by dead workers and not yet
+    reaped (their heartbeat has expired: no live worker will run them until they are back
+    in the queue, a few seconds later). Never invisible, so never a reason to scale down.
+    """
+    waiting, oldest, _ = backlog(redis, queue, now)
+    return waiting, oldest
+
+
+def backlog(redis, queue: str, now: float) -> tuple[int | None, float | None, int | None]:
+    """``(waiting, oldest waiting age, in flight)``, read in one atomic step; in flight =
+    jobs held by live workers, from their held sets (exact; a heartbeat may be an interval
+    behind)."""
     try:
-        pipe = redis.pipeline(transaction=False)
-        for k in keys:
-            pipe.llen(k)
-        for k in keys:
-            pipe.lindex(k, -1)          # BRPOP takes from the right: the oldest is there
-        replies = pipe.execute()
+        b = reservations.backlog(redis, queue)
     except Exception as exc:
         log.warning("cannot read queue %s: %s", queue, exc)
-        return None, None
-    waiting = sum(int(n) for n in replies[: len(keys)])
-    ages = [age for raw in replies[len(keys):] if raw if (age := _age(raw, now)) is not None]
-    oldest = max(ages) if ages else (0.0 if waiting == 0 else None)
-    return waiting, oldest
+        return None, None, None
+    ages = [age for raw in b.oldest_items if raw if (age := _age(raw, now)) is not None]
+    if b.dead_oldest_at is not None:
+        ages.append(max(0.0, now - b.dead_oldest_at))
+    oldest = max(ages) if ages else (0.0 if b.waiting == 0 else None)
+    return b.waiting, oldest, b.live
 
 
 def _age(raw: str, now: float) -> float | None:
@@ -83,13 +92,11 @@ class Signals:
     def snapshot(self, queue: str, worker_ids: list[str], now: float,
                  beats: dict[str, dict] | None = None) -> Snapshot:
         beats = self.heartbeats() if beats is None else beats
-        waiting, oldest = waiting_and_oldest(self.redis, queue, now)
-        # In flight counts every worker on the queue (draining ones still hold real work);
-        # ready/busy counts only the replicas the caller manages as active.
+        # In flight counts every live worker holding the queue's jobs (draining ones still
+        # hold real work); ready/busy counts only the replicas the caller manages as active.
+        waiting, oldest, in_flight = backlog(self.redis, queue, now)
         on_queue = None if beats is None else [b for b in beats.values() if queue in b.get("queues", [])]
         mine = None if beats is None else [b for w, b in beats.items() if w in worker_ids]
-        in_flight = None if on_queue is None else sum(
-            int(b.get("busy_by_queue", {}).get(queue, 0)) for b in on_queue)
         arrival, service = self._update_rates(queue, now, waiting, in_flight)
         colds = [b["cold_start_s"] for b in on_queue or [] if b.get("cold_start_s")]
         if colds:

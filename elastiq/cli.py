@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo":      ("elastiq.demo:main", "the main demo: a burst of real embedding jobs, scaled"),
     "worker":    ("workers.main:main", "run one worker process in the foreground"),
     "autoscale": ("autoscaler.cli:main", "run the autoscaler [--once] [--dry-run] [--json]"),
+    "supervise": ("autoscaler.supervisor:main", "keep N local workers per model running (used by `up`)"),
     "plot":      ("autoscaler.plot:main", "render a recorded scaling timeline as a PNG"),
     "simulate":  ("autoscaler.simulator.cli:main", "replay a trace against scaling policies"),
     "bench":     ("benchmarks.cli:main", "run a benchmark, write JSON (and a PNG)"),

@@ -26,6 +26,8 @@ HEARTBEAT_PREFIX = "elastiq:hb:"          # + worker id -> JSON, with a TTL
 DRAIN_PREFIX = "elastiq:drain:"           # + worker id -> "1": stop consuming, finish, exit
 JOB_PREFIX = "elastiq:job:"               # + job id -> hash {state, deliveries, model, ...}
 DEAD_LETTER_KEY = "elastiq:dead"          # list of JSON {job_id, model, reason, ...}
+EXITS_KEY = "elastiq:exits"               # list of JSON {worker_id, group, code, at, planned}, newest first
+SUPERVISOR_KEY = "elastiq:supervisor"     # JSON: the local supervisor's groups (desired, running, backoff)
 STATS_PREFIX = "elastiq:stats:"           # + queue -> hash of counters (done, failed, expired)
 # + worker id -> hash {"<list>\n<seq>": queue item}: the jobs a worker has taken and not yet
 # answered (elastiq/reservations.py). Restored to their lists when its heartbeat expires.

@@ -22,12 +22,14 @@ import base64
 import binascii
 import json
 import os
+import re
 import socket
 import uuid
 from bisect import bisect
 from dataclasses import dataclass, field
 
 from elastiq import contract
+from elastiq.errors import DeadLetteredError, ElastiqError, InputTooLargeError
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 JSON = "application/json"
@@ -91,15 +93,31 @@ def job_message(job_id: str, model: str, inputs: list[str], params: dict, *, sub
 
 
 class BadMessage(ValueError):
-    """A queue item that cannot be run; ``job_id`` is set when the item names one."""
+    """A queue item that cannot be run; ``job_id`` is set when the item names one, and
+    ``error`` is the typed error its submitter gets back."""
 
     def __init__(self, reason: str, job_id: str | None = None, task: str | None = None,
-                 headers: dict | None = None):
+                 headers: dict | None = None, error: type[ElastiqError] = DeadLetteredError):
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
         self.task = task
         self.headers = headers or {}
+        self.error = error
+
+
+# kombu writes the envelope's headers after its body: an oversized item's job id is near
+# its end, readable without decoding the body.
+_TAIL_ID = re.compile(r'"headers":\s*\{.*?"id":\s*"([A-Za-z0-9._:@-]{1,200})"', re.S)
+TAIL_BYTES = 65536
+
+
+def _peek_id(raw: str | bytes) -> str | None:
+    tail = raw[-TAIL_BYTES:]
+    if isinstance(tail, bytes):
+        tail = tail.decode("utf-8", errors="replace")
+    m = _TAIL_ID.search(tail)
+    return m.group(1) if m else None
 
 
 @dataclass
@@ -124,7 +142,7 @@ def decode(raw: str | bytes, max_bytes: int) -> TaskMessage:
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise BadMessage(f"the queue item is {size} bytes, over the limit of {max_bytes}; "
-                         "refused before decoding")
+                         "refused before decoding", _peek_id(raw), error=InputTooLargeError)
     try:
         env = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -31,9 +31,13 @@ Redis (not Redis Cluster), as kombu's Redis transport does.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Callable
 
 from elastiq import contract, messages
+
+log = logging.getLogger(__name__)
 
 _RESERVE = """
 -- KEYS: heartbeat, held, holders, then 4 priority lists per queue, in priority order
@@ -184,7 +188,8 @@ class Outcome:
 
 
 class Reservations:
-    def __init__(self, redis, *, record_ttl_s: int, result_ttl_s: int, max_bytes: int):
+    def __init__(self, redis, *, record_ttl_s: int = 3600, result_ttl_s: int = 3600,
+                 max_bytes: int = messages.max_item_bytes(1 << 20)):
         self.redis = redis
         self.record_ttl_s = int(record_ttl_s)
         self.result_ttl_s = int(result_ttl_s)
@@ -247,26 +252,92 @@ class Reservations:
         return [w for w, alive in zip(ids, pipe.execute()) if not alive]
 
 
-def orphaned(redis, queue: str) -> tuple[int, float | None]:
-    """Jobs of ``queue`` held by dead workers, and the oldest one's submit time.
+_SNAPSHOT = """
+-- Read-only. KEYS: the queue's 4 lists, holders.  ARGV: heartbeat prefix, held prefix,
+-- submitted-at header.  Returns {waiting in lists, oldest tail item per list x4,
+-- held by live workers, held by dead workers, oldest submit time held by dead workers}.
+local waiting, tails = 0, {}
+local lists = {}
+for i = 1, 4 do
+  waiting = waiting + redis.call('LLEN', KEYS[i])
+  tails[i] = redis.call('LINDEX', KEYS[i], -1) or ''
+  lists[KEYS[i]] = true
+end
+local live, dead, oldest = 0, 0, ''
+for _, w in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if redis.call('EXISTS', ARGV[1] .. w) == 1 then
+    for _, f in ipairs(redis.call('HKEYS', ARGV[2] .. w)) do
+      if lists[string.match(f, '^(.*)\\n[^\\n]*$')] then live = live + 1 end
+    end
+  else
+    local all = redis.call('HGETALL', ARGV[2] .. w)
+    for i = 1, #all, 2 do
+      if lists[string.match(all[i], '^(.*)\\n[^\\n]*$')] then
+        dead = dead + 1
+        local ok, msg = pcall(cjson.decode, all[i + 1])
+        local t = ok and type(msg) == 'table' and type(msg.headers) == 'table' and tonumber(msg.headers[ARGV[3]])
+        if t and (oldest == '' or t < tonumber(oldest)) then oldest = tostring(t) end
+      end
+    end
+  end
+end
+return {waiting, tails[1], tails[2], tails[3], tails[4], live, dead, oldest}
+"""
 
-    Backlog that no live worker will run until it is reaped: ``elastiq status`` and the
-    autoscaler count it as waiting, never as nothing.
+
+@dataclass(frozen=True)
+class Backlog:
+    """One queue's jobs, read in one atomic step: in the lists, held by live workers (in
+    flight: exact, unlike a heartbeat that is up to an interval old), and held by dead
+    workers (waiting to be reaped: backlog, never invisible)."""
+
+    listed: int
+    oldest_items: tuple[str, ...]   # the next item of each priority list ("" if empty)
+    live: int
+    dead: int
+    dead_oldest_at: float | None
+
+    @property
+    def waiting(self) -> int:
+        return self.listed + self.dead
+
+
+def backlog(redis, queue: str) -> Backlog:
+    script = redis.register_script(_SNAPSHOT)
+    r = script(keys=[*contract.queue_keys(queue), contract.HOLDERS_KEY],
+               args=[contract.HEARTBEAT_PREFIX, contract.HELD_PREFIX, contract.HEADER_SUBMITTED_AT])
+    return Backlog(int(r[0]), tuple(r[1:5]), int(r[5]), int(r[6]), float(r[7]) if r[7] else None)
+
+
+def orphaned(redis, queue: str) -> tuple[int, float | None]:
+    """Jobs of ``queue`` held by dead workers, and the oldest one's submit time."""
+    b = backlog(redis, queue)
+    return b.dead, b.dead_oldest_at
+
+
+def reap_dead(store: Reservations, redis, *, grace_s: float,
+              on_reaped: Callable[[str, list[str]], None] | None = None) -> dict[str, list[str]]:
+    """One reaper pass: restore what dead workers held; ``{worker: job ids restored}``.
+
+    After Redis itself restarts, every heartbeat may have expired while it was down, and
+    live workers beat again within an interval; so nothing is reaped until Redis has been
+    up for ``grace_s``: a live worker is never robbed because the broker blinked.
     """
-    store_ids = sorted(redis.smembers(contract.HOLDERS_KEY))
-    if not store_ids:
-        return 0, None
-    pipe = redis.pipeline(transaction=False)
-    for w in store_ids:
-        pipe.exists(contract.heartbeat_key(w))
-    dead = [w for w, alive in zip(store_ids, pipe.execute()) if not alive]
-    lists = set(contract.queue_keys(queue))
-    count, oldest = 0, None
-    for w in dead:
-        for fld, raw in redis.hgetall(contract.held_key(w)).items():
-            if fld.rsplit("\n", 1)[0] in lists:
-                count += 1
-                t = messages.submitted_at(raw)
-                if t is not None and (oldest is None or t < oldest):
-                    oldest = t
-    return count, oldest
+    if int(redis.info("server").get("uptime_in_seconds", 0)) < grace_s:
+        return {}
+    restored: dict[str, list[str]] = {}
+    for worker in store.dead_holders():
+        ids = store.reap(worker)
+        if not ids:
+            continue
+        restored[worker] = ids
+        log.warning("worker %s is gone (heartbeat expired): %d held job(s) back at the front of "
+                    "their queues", worker, len(ids))
+        if on_reaped is not None:
+            on_reaped(worker, [i for i in ids if i])
+    if restored:
+        pipe = redis.pipeline(transaction=False)
+        for key in redis.scan_iter(match=contract.QUEUE_PREFIX + "*", count=500):
+            pipe.publish(contract.wake_channel(contract.queue_of_list(key)), "reaped")
+        pipe.execute()
+    return restored

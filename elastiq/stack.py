@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from elastiq import procs
+from elastiq import contract, procs
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -29,6 +29,7 @@ class StackState:
     flower_pid: int | None = None
     flower_port: int | None = None
     autoscaler_pid: int | None = None
+    supervisor_pid: int | None = None
     metrics_port: int | None = None
     timeline: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -78,42 +79,64 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
     state_path(home).write_text(json.dumps(asdict(state), indent=2))
     progress(f"redis-server on 127.0.0.1:{redis_port} (AOF on, data in {home / 'redis'})")
 
-    env = {**os.environ, "ELASTIQ_REDIS_URL": state.redis_url, "ELASTIQ_HOME": str(home)}
+    env = {**os.environ, "ELASTIQ_REDIS_URL": state.redis_url, "ELASTIQ_HOME": str(home),
+           "ELASTIQ_WORKER_THREADS": os.environ.get("ELASTIQ_WORKER_THREADS") or "1"}
     os.environ["ELASTIQ_REDIS_URL"] = state.redis_url
-    from autoscaler.backends.process import ProcessBackend
-
-    backend = ProcessBackend(home, env=env, threads=int(env.get("ELASTIQ_WORKER_THREADS") or 1))
-    ids = [backend.start(m).worker_id for m in models for _ in range(workers)]
+    cli = [sys.executable, "-m", "elastiq.cli"]
     if flower:
         state.flower_port = flower_port or procs.free_port()
         state.flower_pid = _spawn([sys.executable, "-m", "celery", "-A", "elastiq.flower_app", "flower",
                                    "--address=127.0.0.1", f"--port={state.flower_port}"],
                                   home / "logs" / "flower.log", env)
+    # Workers are children of a process that stays: it restarts the ones that die (with a
+    # backoff when they keep crashing) and reports their exit codes to `elastiq status`.
     if autoscale:
         state.metrics_port = metrics_port or procs.free_port()
         state.timeline = str(home / "timeline.jsonl")
         state.autoscaler_pid = _spawn(
-            [sys.executable, "-m", "elastiq.cli", "autoscale", "--backend", "process",
-             "--models", ",".join(models), "--timeline", state.timeline,
-             "--metrics-port", str(state.metrics_port)],
+            cli + ["autoscale", "--backend", "process", "--models", ",".join(models),
+                   "--start-workers", str(workers), "--timeline", state.timeline,
+                   "--metrics-port", str(state.metrics_port)],
             home / "logs" / "autoscaler.log", env)
+    else:
+        state.supervisor_pid = _spawn(cli + ["supervise", "--models", ",".join(models),
+                                             "--workers", str(workers)],
+                                      home / "logs" / "supervisor.log", env)
     state_path(home).write_text(json.dumps(asdict(state), indent=2))
-    progress(f"waiting for {len(ids)} worker(s) to load their model ...")
+    progress(f"waiting for {workers} worker(s) per model to load ...")
     r = redis_client(Settings(redis_url=state.redis_url))
     try:
-        procs.wait_ready(r, ids, ready_timeout_s)
+        wait_ready_count(r, models, workers, ready_timeout_s,
+                         parent=state.autoscaler_pid or state.supervisor_pid)
     finally:
         r.close()
     return state
+
+
+def wait_ready_count(redis, models: list[str], n: int, timeout_s: float, parent: int | None = None) -> None:
+    """Block until ``n`` workers per model heartbeat ``ready`` (or their parent has died)."""
+    end = time.monotonic() + timeout_s
+    while True:
+        beats = procs.read_heartbeats(redis)
+        have = {m: sum(1 for b in beats.values() if b.get("ready") and contract.queue_for(m) in b.get("queues", []))
+                for m in models}
+        if all(v >= n for v in have.values()):
+            return
+        if parent and not procs.pid_alive(parent):
+            raise RuntimeError(f"the process starting the workers (pid {parent}) has exited; see its log")
+        if time.monotonic() > end:
+            raise TimeoutError(f"after {timeout_s:.0f}s, ready workers per model: {have} (wanted {n})")
+        time.sleep(0.2)
 
 
 def down(home: Path, progress=print) -> int:
     """Stop what ``up`` started (autoscaler first, then workers, Flower, Redis)."""
     state = load_state(home)
     stopped = 0
-    if state and state.autoscaler_pid and "autoscale" in procs.cmdline(state.autoscaler_pid):
-        procs.terminate(state.autoscaler_pid, 30)
-        stopped += 1
+    for pid, word in ((state and state.autoscaler_pid, "autoscale"), (state and state.supervisor_pid, "supervise")):
+        if pid and word in procs.cmdline(pid):
+            procs.terminate(pid, 30)       # first: nothing restarts the workers stopped below
+            stopped += 1
     from autoscaler.backends.process import ProcessBackend
 
     n = ProcessBackend(home).stop_all()

@@ -10,6 +10,7 @@ import time
 
 from elastiq import contract, stack
 from elastiq.redisconn import redis_client
+from elastiq.exits import recent_exits
 from elastiq.procs import read_heartbeats
 from elastiq.registry import Registry
 from elastiq.settings import DEFAULT_REDIS_URL, Settings
@@ -59,17 +60,16 @@ def down(argv=None) -> int:
 
 
 def collect_status(r, registry: Registry, now: float) -> dict:
-    from autoscaler.signals import waiting_and_oldest
+    from autoscaler.signals import backlog
 
     beats = read_heartbeats(r)
     queues = {contract.queue_for(m) for m in registry.names()}
     queues |= {q for b in beats.values() for q in b.get("queues", [])}
     rows = []
     for q in sorted(queues):
-        waiting, oldest = waiting_and_oldest(r, q, now)
+        waiting, oldest, in_flight = backlog(r, q, now)
         serving = [b for b in beats.values() if q in b.get("queues", [])]
-        rows.append({"queue": q, "waiting": waiting,
-                     "in_flight": sum(b.get("busy_by_queue", {}).get(q, 0) for b in serving),
+        rows.append({"queue": q, "waiting": waiting, "in_flight": in_flight,
                      "oldest_age_s": None if oldest is None else round(oldest, 3),
                      "workers": len(serving)})
     workers = [{"worker_id": w, "queues": b.get("queues"), "ready": b.get("ready"),
@@ -77,8 +77,14 @@ def collect_status(r, registry: Registry, now: float) -> dict:
                 "rss_mb": b.get("rss_mb"), "done": b.get("done"), "failed": b.get("failed"),
                 "cold_start_s": b.get("cold_start_s")} for w, b in sorted(beats.items())]
     dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
+    exits = recent_exits(r, 20)
+    supervised = json.loads(r.get(contract.SUPERVISOR_KEY) or "{}")
     return {"queues": rows, "workers": workers,
-            "dead_letters": {"count": r.llen(contract.DEAD_LETTER_KEY), "latest": dead}}
+            "dead_letters": {"count": r.llen(contract.DEAD_LETTER_KEY), "latest": dead},
+            "exits": {"unplanned_last_minute": sum(1 for e in exits if not e.get("planned")
+                                                   and now - float(e.get("at") or 0) < 60),
+                      "latest": exits[:10]},
+            "supervisor": supervised}
 
 
 def status(argv=None) -> int:
@@ -108,6 +114,16 @@ def status(argv=None) -> int:
     print(f"\ndead letters: {d['count']}")
     for e in d["latest"][:5]:
         print(f"  {e.get('job_id')}  {e.get('model')}  {e.get('reason')}")
+    for group, v in s["supervisor"].items():
+        print(f"\nsupervisor: {group} {v.get('running')}/{v.get('desired')} running"
+              + (f"  ! {v['error']}" if v.get("error") else ""))
+    x = s["exits"]
+    if x["latest"]:
+        print(f"\nworker exits (unplanned in the last minute: {x['unplanned_last_minute']}):")
+        for e in x["latest"][:5]:
+            when = time.strftime("%H:%M:%S", time.localtime(float(e.get("at") or 0)))
+            kind = "planned" if e.get("planned") else "CRASH"
+            print(f"  {when}  {e.get('worker_id')}  code {e.get('code')}  {kind}  after {e.get('uptime_s')}s")
     return 0
 
 

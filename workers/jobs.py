@@ -86,7 +86,7 @@ def prepare(held: Held, queue_of_list: str, ctx: Context) -> Job | Outcome:
         msg = messages.decode(held.raw, ctx.max_item_bytes)
     except messages.BadMessage as bad:
         return refuse(ctx, held, queue_of_list, f"{bad.reason}; not run", bad.job_id, bad.headers,
-                      task=bad.task)
+                      task=bad.task, error=bad.error)
     if msg.task not in RUNS:
         return refuse(ctx, held, queue_of_list, f"unknown task {msg.task[:200]!r} (this worker runs only "
                       f"{sorted(RUNS)}); not run", msg.job_id, msg.headers, task=msg.task)
@@ -121,14 +121,15 @@ def _poison(ctx: Context, held: Held) -> str | None:
 
 
 def refuse(ctx: Context, held: Held, queue: str, reason: str, job_id: str | None,
-           headers: dict | None = None, task: str | None = None) -> Outcome:
-    """Dead-letter a held item and answer its job id (if any) with DeadLetteredError."""
+           headers: dict | None = None, task: str | None = None,
+           error: type[ElastiqError] = DeadLetteredError) -> Outcome:
+    """Dead-letter a held item and answer its job id (if any) with a typed error."""
     try:
         dead_letter(ctx.redis, job_id, contract.model_of(queue), reason, headers,
                     body=None if job_id else held.raw, task=task, queue=queue)
     except Exception:  # noqa: BLE001 - the item must still leave the held set
         log.exception("could not dead-letter a refused item")
-    meta = results.failure(job_id, DeadLetteredError(reason)) if job_id else None
+    meta = results.failure(job_id, error(reason)) if job_id else None
     return Outcome(held.field, job_id, meta, contract.DEAD, queue)
 
 

@@ -22,7 +22,7 @@ import time
 
 from elastiq import messages
 from elastiq.celeryconf import make_celery
-from elastiq.redisconn import redis_client
+from elastiq.redisconn import redis_client, safe_url
 from elastiq.reservations import Reservations
 from elastiq.settings import Settings
 from workers import jobs
@@ -116,9 +116,9 @@ class Worker:
         self.heartbeat.beat()                # a live heartbeat before the first reservation
         for t in (self.heartbeat, self.fetcher, self.reaper, self.watchdog):
             t.start()
-        log.info("worker %s ready: queues=%s slots=%d threads=%d cold_start=%.2fs", self.state.worker_id,
-                 self.state.queues, self.state.slots, self.state.threads,
-                 self.state.ready_at - self.state.started_at)
+        log.info("worker %s ready: broker=%s queues=%s slots=%d threads=%d cold_start=%.2fs",
+                 self.state.worker_id, safe_url(self.settings.redis_url), self.state.queues,
+                 self.state.slots, self.state.threads, self.state.ready_at - self.state.started_at)
         threading.Thread(target=self._start_celery_side, name="celery-side", daemon=True).start()
         while not self._stop.wait(0.5):
             pass

@@ -21,7 +21,7 @@ from autoscaler.policy import PolicyConfig
 from elastiq import procs
 from elastiq.errors import ElastiqError, JobTimeoutError
 from tests.conftest import ROOT
-from tests.faults.conftest import executions, record, unacked, wait_for
+from tests.faults.conftest import executions, record, held, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -38,7 +38,7 @@ def outcome(job, timeout_s):
         return exc
 
 
-def test_scale_in_during_load_interrupts_nothing(fast_env, redis_url, client, redis, tap, tmp_path):
+def test_scale_in_during_load_interrupts_nothing(prod_env, redis_url, client, redis, tap, tmp_path):
     backend = ProcessBackend(tmp_path / "home", env=worker_env(redis_url), slots=4, threads=1, stop_timeout_s=30)
     config = PolicyConfig(min_workers=1, max_workers=3, target_per_worker=4, stabilisation_min_s=2.0,
                           cold_start_factor=0.5)
@@ -82,7 +82,7 @@ def test_scale_in_during_load_interrupts_nothing(fast_env, redis_url, client, re
     assert not failed, failed[:3]
     assert all(v == 1 for v in ex.values()), data
     assert not tap.duplicated(ids)
-    assert unacked(redis) == 0
+    assert held(redis) == 0
 
 
 def live_workers(home: Path) -> set[str]:
@@ -97,7 +97,7 @@ def live_workers(home: Path) -> set[str]:
     return out
 
 
-def test_autoscaler_killed_and_restarted(fast_env, redis_url, client, redis, tap, tmp_path):
+def test_autoscaler_killed_and_restarted(prod_env, redis_url, client, redis, tap, tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, **worker_env(redis_url), "ELASTIQ_HOME": str(home), "ELASTIQ_WORKER_SLOTS": "4",
            "ELASTIQ_WORKER_THREADS": "1", "ELASTIQ_AUTOSCALE_MIN_WORKERS": "1",

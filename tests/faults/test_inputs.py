@@ -61,7 +61,7 @@ def typed(outcome) -> bool:
     return type(outcome).__name__ in BY_NAME and "failed on the worker:" not in str(outcome)
 
 
-def test_fuzz_client_and_raw_messages(fast_env, workers, client, redis):
+def test_fuzz_client_and_raw_messages(prod_env, workers, client, redis):
     (wid,) = workers.start("debug", n=1, slots=8)
     pid = workers.pid(wid)
 
@@ -163,7 +163,7 @@ def test_fuzz_client_and_raw_messages(fast_env, workers, client, redis):
     assert canary == [len("still serving")]
 
 
-def test_pickle_message_is_refused_not_run(fast_env, workers, client, redis, tmp_path):
+def test_pickle_message_is_refused_not_run(prod_env, workers, client, redis, tmp_path):
     (wid,) = workers.start("debug", n=1, slots=2)
     marker = tmp_path / "pwned"
 
@@ -186,15 +186,15 @@ def test_pickle_message_is_refused_not_run(fast_env, workers, client, redis, tmp
     record("09b_pickle_refused", title="Pickle-serialized Celery message LPUSHed onto the queue",
            submitted=2, delivered=2, lost=0, duplicated=0, re_executed=0, executed=int(marker.exists()),
            reasons=[dead.get(t, {}).get("reason") for t in (tid, tid2)],
-           notes="answered DeadLetteredError, never deserialized (ContentDisallowed)")
+           notes="answered DeadLetteredError, never deserialized (only application/json is read)")
     assert not marker.exists(), "the pickle was deserialized: code ran"
     assert all(isinstance(o, DeadLetteredError) for o in outcomes), outcomes
-    assert tid in dead and "ContentDisallowed" in dead[tid]["reason"], dead
+    assert tid in dead and "is not accepted (JSON only)" in dead[tid]["reason"], dead
     assert tid2 in dead
     assert workers.procs[wid].poll() is None
 
 
-def test_input_limits_hold_at_the_worker(fast_env, workers, client, redis):
+def test_input_limits_hold_at_the_worker(prod_env, workers, client, redis):
     workers.start("debug", n=1, slots=4, env={"ELASTIQ_MAX_TEXT_CHARS": "100", "ELASTIQ_MAX_ITEMS_PER_JOB": "5",
                                                "ELASTIQ_MAX_MESSAGE_BYTES": "2000"})
     cases = {

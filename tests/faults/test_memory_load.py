@@ -11,13 +11,13 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.faults.conftest import Supervisor, executions, record, unacked, wait_for
-from workers.heartbeat import EXIT_RECYCLE
+from tests.faults.conftest import Supervisor, executions, record, held, wait_for
+from workers.state import EXIT_RECYCLE
 
 pytestmark = pytest.mark.faults
 
 
-def test_worker_over_memory_limit_drains_and_exits_75(fast_env, workers, client, redis, tap):
+def test_worker_over_memory_limit_drains_and_exits_75(prod_env, workers, client, redis, tap):
     jobs = client.submit_many("debug", [[f"m {i}"] for i in range(24)], sleep_ms=1500)
     ids = [j.id for j in jobs]
     # RSS is far above 1 MB: the limit trips as soon as the worker is ready
@@ -46,7 +46,7 @@ def test_worker_over_memory_limit_drains_and_exits_75(fast_env, workers, client,
     assert len(results) == len(ids) and all(v == 1 for v in ex.values()), data
     assert on_a, "the recycled worker finished the jobs it had started"
     assert not tap.duplicated(ids)
-    assert wait_for(lambda: unacked(redis) == 0, 20, what="unacked to empty")
+    assert wait_for(lambda: held(redis) == 0, 20, what="nothing left held")
 
 
 CLIENT = r"""
@@ -62,7 +62,7 @@ json.dump({"ids": [j.id for j in jobs], "outputs": [r.outputs for r in res],
 """
 
 
-def test_10000_jobs_from_4_client_processes(fast_env, workers, redis, tap, tmp_path):
+def test_10000_jobs_from_4_client_processes(prod_env, workers, redis, tap, tmp_path):
     import os
 
     workers.start("debug", n=2, slots=16)

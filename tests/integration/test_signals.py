@@ -36,14 +36,14 @@ def test_empty_queue_has_age_zero_and_unreadable_redis_is_unknown(redis, redis_s
     assert snap.queue.waiting is None and snap.queue.in_flight is None   # unknown, never zero
 
 
-def test_in_flight_comes_from_heartbeats_and_jobs_held_by_workers_are_seen(models_env, workers, client, redis):
+def test_in_flight_is_the_jobs_live_workers_hold(models_env, workers, client, redis):
     (wid,) = workers.start("debug", slots=4)
     jobs = client.submit_many("debug", [["x"]] * 4, sleep_ms=3000)
     deadline = time.time() + 10
     snap = None
     while time.time() < deadline:
         snap = Signals(redis).snapshot(Q, [wid], time.time())
-        if snap.queue.in_flight == 4:
+        if snap.queue.in_flight == 4 and snap.queue.busy_workers == 1:   # busy: from the heartbeat
             break
         time.sleep(0.2)
     assert snap.queue.waiting == 0          # LLEN says nothing is there ...
@@ -61,6 +61,9 @@ def test_arrival_rate_and_service_time_are_smoothed_from_counters(redis):
     s.snapshot(Q, [], 100.0, beats={})
     redis.hset(contract.stats_key(Q), "started", 50)        # 50 starts in 10 s
     beat = {"worker_id": "w", "queues": [Q], "busy_by_queue": {Q: 10}, "slots": 16}
+    redis.set(contract.heartbeat_key("w"), json.dumps(beat))              # a live worker ...
+    redis.sadd(contract.HOLDERS_KEY, "w")                                 # ... holding 10 jobs
+    redis.hset(contract.held_key("w"), mapping={f"{Q}\n{i}": "{}" for i in range(10)})
     for i in range(5):
         redis.lpush(Q, json.dumps({"headers": {contract.HEADER_SUBMITTED_AT: 105.0}}))
     snap = s.snapshot(Q, ["w"], 110.0, beats={"w": beat})

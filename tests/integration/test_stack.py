@@ -79,3 +79,61 @@ def stack_env_home(env):
     from pathlib import Path
 
     return Path(env["ELASTIQ_HOME"])
+
+
+def ready_workers(env) -> list[dict]:
+    out = elastiq("status", "--json", env=env)
+    assert out.returncode == 0, out.stderr[-1000:]
+    return [w for w in json.loads(out.stdout)["workers"] if w["ready"]]
+
+
+def wait_until(pred, timeout_s: float, what: str):
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_up_replaces_a_killed_worker_and_status_shows_the_exit(stack_env, models_file):
+    import signal
+
+    env = {**stack_env, "ELASTIQ_MODELS": str(models_file)}
+    up = elastiq("up", "--workers", "2", "--models", "debug", "--no-flower", "--json", env=env)
+    assert up.returncode == 0, up.stderr[-2000:]
+    env["ELASTIQ_REDIS_URL"] = json.loads(up.stdout)["redis_url"]
+    victim = ready_workers(env)[0]
+    pid = json.loads(elastiq("status", "--json", env=env).stdout)
+    hb_pid = next(w for w in pid["workers"] if w["worker_id"] == victim["worker_id"])
+    status = json.loads(elastiq("status", "--json", env=env).stdout)
+    assert status["supervisor"]["debug"]["running"] == 2
+    import psutil
+
+    target = next(p for p in psutil.process_iter(["cmdline", "environ"])
+                  if (p.info["environ"] or {}).get("ELASTIQ_WORKER_ID") == hb_pid["worker_id"])
+    target.send_signal(signal.SIGKILL)
+    wait_until(lambda: len([w for w in ready_workers(env) if w["worker_id"] != victim["worker_id"]]) == 2,
+               60, "a replacement worker")
+    exits = json.loads(elastiq("status", "--json", env=env).stdout)["exits"]
+    assert [e for e in exits["latest"] if e["worker_id"] == victim["worker_id"] and e["code"] == -9
+            and not e["planned"]], exits
+    assert exits["unplanned_last_minute"] >= 1
+    text = elastiq("status", env=env).stdout
+    assert "CRASH" in text and "code -9" in text
+    sub = elastiq("submit", "debug", "still serving", env=env)
+    assert sub.returncode == 0 and json.loads(sub.stdout)["outputs"] == [13]
+
+
+@pytest.mark.slow
+def test_up_with_autoscale_returns_once_its_workers_are_ready(stack_env, models_file):
+    env = {**stack_env, "ELASTIQ_MODELS": str(models_file)}
+    up = elastiq("up", "--workers", "2", "--models", "debug", "--autoscale", "--no-flower", "--json",
+                 env=env, timeout=120)
+    assert up.returncode == 0, up.stderr[-2000:]
+    env["ELASTIQ_REDIS_URL"] = json.loads(up.stdout)["redis_url"]
+    assert len(ready_workers(env)) == 2          # both loaded; none drained while loading
