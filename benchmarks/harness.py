@@ -210,7 +210,8 @@ def run_jobs(client, model: str, items: Sequence[Sequence[str]], *, progress: bo
     """
     pids = {}
     if stack is not None:
-        pids = {"workers": [p.pid for p in stack.workers.values()], "redis": [stack.redis.proc.pid]}
+        pids = {"redis": [stack.redis.proc.pid]}
+        workers_before = worker_cpu_s(stack)
     before = {k: sum(cpu_s(p) for p in v) for k, v in pids.items()}
     cpu0 = time.process_time()
     started = time.perf_counter()
@@ -225,9 +226,72 @@ def run_jobs(client, model: str, items: Sequence[Sequence[str]], *, progress: bo
     if stack is not None:
         per_job = {"client": time.process_time() - cpu0,
                    **{k: sum(cpu_s(p) for p in pids[k]) - before[k] for k in pids}}
+        workers_after = worker_cpu_s(stack)
+        per_job["workers"] = workers_after[0] - workers_before[0]
+        per_job["workers_model"] = workers_after[1] - workers_before[1]
+        per_job["workers_beyond_model"] = per_job["workers"] - per_job["workers_model"]
+        out["cpu_cores_busy"] = round((per_job["client"] + per_job["redis"] + per_job["workers"]) / seconds, 2)
         out["cpu_ms_per_job"] = {k: round(v / len(items) * 1000, 3) for k, v in per_job.items()}
-        out["cpu_cores_busy"] = round(sum(per_job.values()) / seconds, 2)
     return out
+
+
+HEARTBEAT_WAIT_S = 1.5
+
+
+def worker_cpu_s(stack: "Stack") -> tuple[float, float]:
+    """The workers' CPU so far, and the part their batchers spent tokenising and in forward
+    passes -- both from the same heartbeat of each worker, so they are consistent (a
+    heartbeat is up to an interval old: this waits for a fresh one first)."""
+    time.sleep(HEARTBEAT_WAIT_S)
+    beats = stack.heartbeats().values()
+    total = sum(float(hb.get("cpu_s") or 0) for hb in beats)
+    model = sum(float(b.get("model_cpu_s") or 0) for hb in beats for b in (hb.get("batching") or {}).values())
+    return total, model
+
+
+def plain_celery_jobs(stack: "Stack", model: str, items: Sequence[Sequence[str]], *, workers: int,
+                      timeout: float = 600) -> dict:
+    """The same jobs through plain Celery: ``workers`` prefork processes x 1, one forward
+    pass per job, submitted with ``send_task`` and collected with ``join_native``."""
+    from celery.result import ResultSet
+
+    from benchmarks import plain_celery as pc
+
+    env = {**os.environ, **stack.env, "BENCH_REDIS_URL": stack.url, "BENCH_MODEL": model,
+           "ELASTIQ_WORKER_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "celery", "-A", "benchmarks.plain_celery", "worker", "-P", "prefork",
+           "-c", "1", "-Q", pc.EMBED_QUEUE, "--prefetch-multiplier", "1", "--without-mingle",
+           "--without-gossip", "--without-heartbeat", "-l", "WARNING"]
+    logs = [open(stack.home / f"plain-{i}.log", "ab") for i in range(workers)]
+    children = [subprocess.Popen(cmd + ["-n", f"plain{i}@%h"], env=env, stdout=f, stderr=subprocess.STDOUT,
+                                 start_new_session=True) for i, f in enumerate(logs)]
+    app = pc.app
+    app.conf.update(broker_url=stack.url, result_backend=stack.url)
+    try:
+        warm = [app.send_task("bench.embed", args=[["warm up"]], queue=pc.EMBED_QUEUE) for _ in range(4 * workers)]
+        ResultSet(warm).join_native(timeout=300)           # every child has loaded its model
+        cpu0, started = time.process_time(), time.perf_counter()
+        sent = [app.send_task("bench.embed", args=[list(x)], queue=pc.EMBED_QUEUE) for x in items]
+        results = ResultSet(sent).join_native(timeout=timeout)
+        seconds = time.perf_counter() - started
+        client_cpu = time.process_time() - cpu0
+    finally:
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(c.pid, signal.SIGTERM)
+        for c in children:
+            try:
+                c.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(c.pid, signal.SIGKILL)
+                c.wait()
+        for f in logs:
+            f.close()
+    texts = sum(len(x) for x in items)
+    assert len(results) == len(items) and all(len(r) == len(x) for r, x in zip(results, items))
+    return {"jobs": len(items), "texts": texts, "seconds": round(seconds, 3), "workers": workers,
+            "jobs_per_s": round(len(items) / seconds, 2), "texts_per_s": round(texts / seconds, 2),
+            "client_cpu_ms_per_job": round(client_cpu / len(items) * 1000, 3)}
 
 
 def inprocess_limit(model: str, texts: Sequence[str], *, processes: int = 2, threads: int = 1,

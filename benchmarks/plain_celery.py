@@ -1,7 +1,10 @@
-"""A minimal plain-Celery app and no-op task: the overhead benchmark's baseline.
+"""A plain-Celery app: the baselines elastiq is measured against.
 
-Same broker and backend as elastiq (``BENCH_REDIS_URL``), JSON, the threads pool; Celery's
-own defaults otherwise. Run a worker with::
+Same broker and backend as elastiq (``BENCH_REDIS_URL``), JSON; Celery's own defaults
+otherwise. Two tasks: ``bench.noop`` (the overhead benchmark: the debug kind's work) and
+``bench.embed`` (the efficiency benchmark: the model of ``BENCH_MODEL`` loaded once per
+worker process, one forward pass per job -- how a model is usually served with Celery,
+with ``acks_late`` and prefetch 1 as Celery's docs advise for long tasks). Run with::
 
     BENCH_REDIS_URL=redis://... celery -A benchmarks.plain_celery worker -P threads -c 4 \\
         -Q bench.noop --without-mingle --without-gossip
@@ -13,7 +16,10 @@ import os
 
 from celery import Celery
 
+import threading
+
 QUEUE = "bench.noop"
+EMBED_QUEUE = "bench.embed"
 
 app = Celery("bench-plain", broker=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/0"),
              backend=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/0"))
@@ -26,3 +32,27 @@ app.conf.update(task_serializer="json", result_serializer="json", accept_content
 def noop(texts: list[str]) -> list[int]:
     """The same work as elastiq's debug kind: the length of each text."""
     return [len(t) for t in texts]
+
+
+_runtime = None
+_lock = threading.Lock()
+
+
+def _model():
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            from elastiq.registry import Registry
+            from workers import runtime as rt
+
+            spec = Registry.from_env().get(os.environ.get("BENCH_MODEL", "minilm"))
+            rt.configure_torch(int(os.environ.get("ELASTIQ_WORKER_THREADS") or 1))
+            _runtime = rt.load(spec)
+    return _runtime
+
+
+@app.task(name="bench.embed", acks_late=True)
+def embed(texts: list[str]) -> list:
+    """One forward pass for this job's texts, as a plain Celery task would run a model."""
+    rt = _model()
+    return rt.postprocess(rt.forward(rt.encode(texts)), {})

@@ -57,11 +57,13 @@ class BatchStats:
     real_tokens: int = 0
     expired: int = 0
     sizes: dict[int, int] = field(default_factory=dict)   # batch size -> count
+    model_cpu_s: float = 0.0      # CPU of tokenising + forward passes (this thread's time)
 
     def as_dict(self) -> dict:
         ratio = self.padded_tokens / self.real_tokens if self.real_tokens else None
         return {"batches": self.batches, "texts": self.texts, "expired": self.expired,
                 "padded_tokens": self.padded_tokens, "real_tokens": self.real_tokens,
+                "model_cpu_s": round(self.model_cpu_s, 4),
                 "padding_ratio": ratio, "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
 
 
@@ -164,7 +166,9 @@ class Batcher:
         if not live:
             return
         items = [(r, i) for r in live for i in range(len(r.texts))]
+        cpu = time.thread_time()
         ids = self.runtime.encode([r.texts[i] for r, i in items])
+        self.stats.model_cpu_s += time.thread_time() - cpu
         order = list(range(len(items)))
         if self.sort_by_length:
             order.sort(key=lambda k: len(ids[k]))
@@ -176,9 +180,10 @@ class Batcher:
             for k in chunk:
                 info = items[k][0].info
                 info.started_at = info.started_at or wall
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             outs = self.runtime.forward([ids[k] for k in chunk])
             elapsed_ms = (time.perf_counter() - started) * 1000
+            self.stats.model_cpu_s += time.thread_time() - cpu
             width = max(len(ids[k]) for k in chunk)
             real = sum(len(ids[k]) for k in chunk)
             self._count(len(chunk), width * len(chunk), real)

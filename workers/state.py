@@ -110,7 +110,8 @@ class WorkerState:
             "ready": self.ready_at is not None and not self.draining,
             "draining": self.draining, "started_at": self.started_at, "ready_at": self.ready_at,
             "cold_start_s": (self.ready_at - self.started_at) if self.ready_at else None,
-            "rss_mb": rss_mb(), "done": done, "failed": failed, "at": time.time(),
+            "rss_mb": rss_mb(), "cpu_s": round(sum(os.times()[:2]), 3),
+            "done": done, "failed": failed, "at": time.time(),
             "stop_reason": self.stop_reason, "lost_ownership": self.lost_ownership,
             **(extra or {}),
         }

@@ -69,6 +69,11 @@ def test_efficiency(tmp_path):
     assert r["single"]["workers"] == 2            # both workers took jobs
     assert r["eight"]["mean_batch_size"] > 1      # the micro-batcher combined jobs
     assert 0 < r["ratio_single"] < 2 and 0 < r["ratio_eight"] < 2
+    cpu = r["single"]["cpu_ms_per_job"]
+    # the model's share is measured by the workers themselves, and is part of their total
+    assert 0 < cpu["workers_model"] < cpu["workers"] and cpu["workers_beyond_model"] > 0
+    assert r["plain_celery"]["jobs"] == 240 and r["plain_celery"]["jobs_per_s"] > 0
+    assert r["single_vs_plain_celery"] == round(r["single"]["jobs_per_s"] / r["plain_celery"]["jobs_per_s"], 2)
 
 
 @pytest.mark.slow
