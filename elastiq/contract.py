@@ -26,6 +26,7 @@ HEADER_REPUBLISHED_AT = "elastiq_republished_at"   # set when the sweeper re-sen
 HEARTBEAT_PREFIX = "elastiq:hb:"          # + worker id -> JSON, with a TTL
 DRAIN_PREFIX = "elastiq:drain:"           # + worker id -> "1": stop consuming, finish, exit
 JOB_PREFIX = "elastiq:job:"               # + job id -> hash {state, deliveries, model, ...}
+RESULT_PREFIX = "celery-task-meta-"      # + job id -> Celery result JSON (key and channel)
 DEAD_LETTER_KEY = "elastiq:dead"          # list of JSON {job_id, model, reason, ...}
 STATS_PREFIX = "elastiq:stats:"           # + queue -> hash of counters (done, failed, expired)
 # + queue -> sorted set {job id: time published}: jobs sent and not yet started. The job's
@@ -63,6 +64,11 @@ def drain_key(worker_id: str) -> str:
 
 def job_key(job_id: str) -> str:
     return JOB_PREFIX + job_id
+
+
+def result_key(job_id: str) -> str:
+    """Celery's Redis result backend: the result is SET here and PUBLISHed on this channel."""
+    return RESULT_PREFIX + job_id
 
 
 def stats_key(queue: str) -> str:
