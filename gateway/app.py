@@ -58,7 +58,7 @@ def create_app(config: GatewayConfig | None = None, settings: Settings | None = 
             await service.close()
 
     app = FastAPI(title="elastiq gateway", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.metrics = metrics
     app.include_router(routes_openai.router)
     app.include_router(routes_jobs.router)
