@@ -39,6 +39,9 @@ class Metrics:
                                registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.redis_errors = Counter("elastiq_gateway_redis_errors", "Redis operations that failed",
                                     ["where"], registry=r)
+        self.results = Counter("elastiq_gateway_results", "job results received, by how: a pub/sub "
+                               "message, or an MGET (stored before the SUBSCRIBE, or a missed message)",
+                               ["via"], registry=r)
         self.waiting = Gauge("elastiq_gateway_results_awaited", "job results the gateway is waiting for",
                              registry=r)
 
@@ -48,6 +51,9 @@ class Metrics:
 
     def redis_error(self, where: str, exc: Exception | None = None) -> None:
         self.redis_errors.labels(where).inc()
+
+    def result(self, via: str) -> None:
+        self.results.labels(via).inc()
 
     def watch_waiter(self, waiter) -> None:
         self.waiting.set_function(lambda: waiter.pending)

@@ -82,7 +82,7 @@ class Service:
         self.redis = async_redis(settings)
         on_error = metrics.redis_error if metrics else None
         self.waiter = ResultWaiter(self.redis, recheck_s=config.result_recheck_s, clock=clock,
-                                   on_error=on_error)
+                                   on_error=on_error, on_result=metrics.result if metrics else None)
         self.backlog = BacklogGate(self.redis, bound=config.max_backlog,
                                    refresh_s=config.backlog_refresh_s, clock=clock)
         self.submitter = Submitter(self._new_client, threads=config.submit_threads,

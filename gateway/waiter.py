@@ -38,12 +38,14 @@ class _Watch:
 
 
 class ResultWaiter:
-    def __init__(self, redis, *, recheck_s: float = 1.0, clock=time.monotonic, on_error=None):
+    def __init__(self, redis, *, recheck_s: float = 1.0, clock=time.monotonic, on_error=None,
+                 on_result=None):
         self._redis = redis                   # redis.asyncio client (decode_responses=True)
         self._pubsub = None
         self._recheck_s = recheck_s
         self._clock = clock
         self._on_error = on_error or (lambda where, exc: None)
+        self._on_result = on_result or (lambda via: None)     # via: "message" or "mget"
         self._watching: dict[str, _Watch] = {}      # result key -> watch
         self._to_subscribe: dict[str, None] = {}    # ordered set, not yet sent
         self._subscribed: set[str] = set()
@@ -112,7 +114,7 @@ class ResultWaiter:
             self._to_unsubscribe.add(key)
             self._wake.set()
 
-    def _deliver(self, key: str, raw) -> None:
+    def _deliver(self, key: str, raw, via: str) -> None:
         w = self._watching.get(key)
         if w is None:
             return                           # late: resolved or abandoned already
@@ -121,6 +123,7 @@ class ResultWaiter:
             return
         if not w.future.done():
             w.future.set_result(meta)
+            self._on_result(via)
         self._drop(key)
 
     async def _flush_loop(self) -> None:
@@ -169,7 +172,7 @@ class ResultWaiter:
             if chunk:
                 for key, raw in zip(chunk, await self._redis.mget(chunk)):
                     if raw is not None:
-                        self._deliver(key, raw)
+                        self._deliver(key, raw, "mget")
 
     async def _read_loop(self) -> None:
         await self._connect()
@@ -193,7 +196,7 @@ class ResultWaiter:
                 continue
             kind = msg.get("type")
             if kind == "message":
-                self._deliver(msg["channel"], msg["data"])
+                self._deliver(msg["channel"], msg["data"], "message")
             elif kind == "subscribe":
                 confirmed = self._confirm.get(msg["channel"])
                 if confirmed is not None and not confirmed.done():

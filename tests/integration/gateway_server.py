@@ -36,7 +36,7 @@ class GatewayProcess:
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def start(self, timeout_s: float = 60) -> "GatewayProcess":
+    def start(self, timeout_s: float = 60) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ELASTIQ_GATEWAY_")}
         env.update({"ELASTIQ_REDIS_URL": self.redis_url,
                     "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import struct
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -125,8 +126,13 @@ def test_models_health_metrics_and_no_torch(gateway, redis_url):
     metrics = httpx.get(url + "/metrics", headers=h)
     assert metrics.status_code == 200
     assert 'elastiq_gateway_requests_total{method="GET",route="/v1/models",status="200"} 1.0' in metrics.text
-    maps = open(f"/proc/{gateway.proc.pid}/maps").read()
+    maps = Path(f"/proc/{gateway.proc.pid}/maps").read_text()
     assert "libtorch" not in maps and "/torch/" not in maps      # the serving process never loaded torch
+
+
+def metric(gw, name: str) -> float:
+    text = httpx.get(gw.url + "/metrics", headers=gw.headers).text
+    return float(next((line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")), 0))
 
 
 def test_concurrent_requests_are_coalesced_into_few_publishes(gateway, workers):
@@ -142,9 +148,49 @@ def test_concurrent_requests_are_coalesced_into_few_publishes(gateway, workers):
     statuses, outputs = asyncio.run(burst(64))
     assert statuses == [200] * 64
     assert outputs == [len(f"text {i}") for i in range(64)]          # each request got its own job
-    text = httpx.get(gateway.url + "/metrics", headers=gateway.headers).text
-    calls = float(next(line.split()[-1] for line in text.splitlines()
-                       if line.startswith("elastiq_gateway_submit_batch_jobs_count")))
-    jobs = float(next(line.split()[-1] for line in text.splitlines()
-                      if line.startswith("elastiq_gateway_submit_batch_jobs_sum")))
+    calls = metric(gateway, "elastiq_gateway_submit_batch_jobs_count")
+    jobs = metric(gateway, "elastiq_gateway_submit_batch_jobs_sum")
     assert jobs == 64 and calls < 64 / 2, (calls, jobs)               # micro-batched publishes
+    assert metric(gateway, 'elastiq_gateway_results_total{via="message"}') >= 32    # pub/sub does the work
+
+
+@pytest.mark.slow
+def test_results_arrive_again_after_a_redis_restart(models_env, tmp_path):
+    """The one pub/sub connection reconnects and re-subscribes; meanwhile: 503, never a crash."""
+    from elastiq import procs
+    from tests.conftest import WorkerPool
+
+    server = procs.RedisProcess(procs.free_port(), tmp_path / "redis").start()
+    pool = WorkerPool(server.url, tmp_path)
+    gw = GatewayProcess(server.url, tmp_path)
+    try:
+        pool.start("debug", slots=2)
+        gw.start()
+        infer = gw.url + "/v1/models/debug/infer"
+        assert httpx.post(infer, headers=gw.headers, json={"inputs": ["before"]}, timeout=30).json()["outputs"] == [6]
+        server.restart()
+        statuses, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = httpx.post(infer, headers=gw.headers, json={"inputs": ["after"], "timeout_s": 5}, timeout=30)
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                break
+            time.sleep(0.2)
+        assert statuses[-1] == 200 and r.json()["outputs"] == [5], statuses
+        assert set(statuses) <= {200, 503, 504}, statuses
+        assert httpx.get(gw.url + "/healthz").json()["results_subscription"] is True
+        # many at once, after the restart: the results arrive as pub/sub messages on the
+        # re-made subscription (not only through the 1 s MGET fallback)
+        via_message = metric(gw, 'elastiq_gateway_results_total{via="message"}')
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=gw.url, headers=gw.headers, timeout=30) as c:
+                return await asyncio.gather(*(c.post("/v1/models/debug/infer", json={"inputs": ["x" * i]})
+                                              for i in range(1, 33)))
+        assert [r.json()["outputs"] for r in asyncio.run(burst())] == [[i] for i in range(1, 33)]
+        assert metric(gw, 'elastiq_gateway_results_total{via="message"}') - via_message >= 16
+        assert gw.alive()
+    finally:
+        gw.stop()
+        pool.stop_all()
+        server.stop()

@@ -233,7 +233,7 @@ def test_502_when_the_job_fails_on_the_worker(gateway, workers):
 
 def run_gateway_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run([sys.executable, "-m", "elastiq.cli", "gateway", *args], env=full,
+    return subprocess.run([sys.executable, "-m", "elastiq.cli", "gateway", *args], env=full, check=False,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -247,7 +247,7 @@ def test_refuses_to_start_insecure(redis_url, tmp_path):
     gw = GatewayProcess(redis_url, tmp_path, token=None, args=("--insecure-no-auth",)).start()
     try:
         assert httpx.get(gw.url + "/v1/models").status_code == 200       # explicitly open, loopback only
-        rows = subprocess.run(["ss", "-ltnH", f"sport = :{gw.port}"], capture_output=True, text=True).stdout
+        rows = subprocess.run(["ss", "-ltnH", f"sport = :{gw.port}"], capture_output=True, text=True, check=False).stdout
         local = [line.split()[3] for line in rows.splitlines()]       # State Recv-Q Send-Q Local Peer
         assert local == [f"127.0.0.1:{gw.port}"], rows
     finally:

@@ -103,7 +103,7 @@ def raw_status(port: int, data: bytes) -> int | None:
         sock.sendall(data)
         try:
             head = sock.recv(64)
-        except socket.timeout:
+        except TimeoutError:
             return None                  # e.g. a declared body never sent: the server waits
     if not head:
         return None
