@@ -48,6 +48,8 @@ class TokenCounter:
         tok = self._load(spec)
         if tok is None:
             return None
+        if len(texts) <= 8:         # no thread-pool hand-off for a few texts (the common case)
+            return sum(len(tok.encode(t).ids) for t in texts)
         return sum(len(enc.ids) for enc in tok.encode_batch(texts))
 
     def preload(self, spec: ModelSpec) -> None:
