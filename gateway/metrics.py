@@ -33,6 +33,9 @@ class Metrics:
         self.latency = Histogram("elastiq_gateway_request_seconds", "time to answer a request",
                                  ["route"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+        self.stages = Histogram("elastiq_gateway_stage_seconds", "time a request spends queueing its "
+                                "jobs (admit + publish) and waiting for their results", ["stage"], registry=r,
+                                buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
         self.jobs = Counter("elastiq_gateway_jobs_submitted", "jobs queued by the gateway", ["model"],
                             registry=r)
         self.batch = Histogram("elastiq_gateway_submit_batch_jobs", "jobs per Client.submit_many call",

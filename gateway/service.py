@@ -148,8 +148,13 @@ class Service:
     async def run(self, model: str, jobs: list[list[str]], params: dict, *, timeout: float,
                   priority: int | None = None, deadline_s: float | None = None) -> list[tuple[str, dict]]:
         """Queue, wait, and return ``(job_id, result)``; a failed job raises its typed error."""
+        started = time.perf_counter()
         ids = await self.enqueue(model, jobs, params, priority=priority, deadline_s=deadline_s)
+        queued = time.perf_counter()
         metas = await self.wait(ids, timeout)
+        if self.metrics:
+            self.metrics.stages.labels("enqueue").observe(queued - started)
+            self.metrics.stages.labels("wait").observe(time.perf_counter() - queued)
         for job_id, meta in zip(ids, metas):
             error = results.error_of(meta, job_id)
             if error is not None:
