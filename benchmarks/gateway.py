@@ -166,6 +166,27 @@ def _cosine_min(a: list[list[float]], b: list[list[float]]) -> float:
     return worst
 
 
+def alternate(client, proc, url: str, token: str, texts: list[str], *, n: int, rounds: int,
+              concurrency: int, fmt: str) -> tuple[dict[str, list[dict]], float]:
+    """``rounds`` of (client, gateway) then (gateway, client), ...; fresh texts for each arm."""
+    arms: dict[str, list[dict]] = {"client": [], "gateway": []}
+    gateway_cpu, offset = 0.0, 0
+    for r in range(rounds):
+        for arm in (("client", "gateway") if r % 2 == 0 else ("gateway", "client")):
+            batch, offset = texts[offset:offset + n], offset + n
+            h.stage(f"round {r + 1}/{rounds}: {arm}, {n} requests at concurrency {concurrency}")
+            if arm == "client":
+                arms[arm].append(client_arm(client, batch, concurrency))
+                continue
+            cpu0 = h.cpu_s(proc.pid)
+            arms[arm].append({**gateway_arm(url, token, batch, concurrency, fmt), "texts": batch})
+            gateway_cpu += h.cpu_s(proc.pid) - cpu0
+    errors = [e for run_ in arms["gateway"] for e in run_["errors"]]
+    if errors:
+        raise RuntimeError(f"{len(errors)} gateway request(s) failed, e.g. {errors[:3]}")
+    return arms, gateway_cpu
+
+
 def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int = 64, workers: int = 2,
         slots: int = 16, encoding_format: str = "base64", unloaded: int = 300) -> dict:
     if smoke:
@@ -186,36 +207,18 @@ def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int
             warm = gateway_arm(url, token, texts[:32], concurrency, encoding_format)
             if warm["errors"]:
                 raise RuntimeError(f"gateway warm-up failed: {warm['errors'][:3]}")
-            arms: dict[str, list[dict]] = {"client": [], "gateway": []}
-            gateway_cpu = 0.0
-            offset = 64
-            for r in range(rounds):
-                order = ("client", "gateway") if r % 2 == 0 else ("gateway", "client")
-                for arm in order:
-                    batch = texts[offset:offset + n]
-                    offset += n
-                    h.stage(f"round {r + 1}/{rounds}: {arm}, {n} requests at concurrency {concurrency}")
-                    if arm == "client":
-                        arms[arm].append(client_arm(client, batch, concurrency))
-                    else:
-                        cpu0 = h.cpu_s(proc.pid)
-                        arms[arm].append(gateway_arm(url, token, batch, concurrency, encoding_format))
-                        gateway_cpu += h.cpu_s(proc.pid) - cpu0
-                        arms[arm][-1]["texts"] = batch
-            errors = [e for run_ in arms["gateway"] for e in run_["errors"]]
-            if errors:
-                raise RuntimeError(f"{len(errors)} gateway request(s) failed, e.g. {errors[:3]}")
+            arms, gateway_cpu = alternate(client, proc, url, token, texts[64:], n=n, rounds=rounds,
+                                          concurrency=concurrency, fmt=encoding_format)
             h.stage(f"unloaded: {unloaded} requests per arm, one at a time, alternating")
             report["unloaded"] = unloaded_pairs(client, url, token, texts[:unloaded], encoding_format)
-            sample = arms["gateway"][0]["texts"][:16]
-            expected = client.map(MODEL, sample, progress=False)
+            first = arms["gateway"][0]
+            expected = client.map(MODEL, first["texts"][:16], progress=False)
             report["cosine_min_gateway_vs_client"] = round(
-                _cosine_min(arms["gateway"][0]["vectors"][:16], [x.outputs[0] for x in expected]), 6)
+                _cosine_min(first["vectors"][:16], [x.outputs[0] for x in expected]), 6)
     c, g = _summary(arms["client"]), _summary(arms["gateway"])
-    report["client"], report["gateway"] = c, g
-    report["gateway_cpu_ms_per_request"] = round(gateway_cpu / g["requests"] * 1000, 3)
-    report["throughput_ratio"] = round(g["requests_per_s"] / c["requests_per_s"], 3)
-    report["added_p50_ms"] = round(g["p50_ms"] - c["p50_ms"], 3)
+    report.update(client=c, gateway=g, gateway_cpu_ms_per_request=round(gateway_cpu / g["requests"] * 1000, 3),
+                  throughput_ratio=round(g["requests_per_s"] / c["requests_per_s"], 3),
+                  added_p50_ms=round(g["p50_ms"] - c["p50_ms"], 3))
     report["meets_target"] = (report["throughput_ratio"] >= TARGET_RATIO
                               and report["added_p50_ms"] <= TARGET_ADDED_P50_MS)
     return report

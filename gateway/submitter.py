@@ -58,11 +58,13 @@ class Submitter:
 
     def _settle(self, done: asyncio.Future, items) -> None:
         self._inflight -= 1
-        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        error = None if done.cancelled() else done.exception()
         for n, (_, future) in enumerate(items):
             if future.done():
                 continue                    # the request went away; its job is queued anyway
-            if error is not None:
+            if done.cancelled():
+                future.cancel()             # shutting down
+            elif error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(done.result()[n])
