@@ -150,6 +150,7 @@ def test_concurrent_requests_are_coalesced_into_few_publishes(gateway, workers):
     assert outputs == [len(f"text {i}") for i in range(64)]          # each request got its own job
     calls = metric(gateway, "elastiq_gateway_submit_batch_jobs_count")
     jobs = metric(gateway, "elastiq_gateway_submit_batch_jobs_sum")
+    print(f"64 requests -> {calls:.0f} submit_many calls")
     assert jobs == 64 and calls < 64 / 2, (calls, jobs)               # micro-batched publishes
     assert metric(gateway, 'elastiq_gateway_results_total{via="message"}') >= 32    # pub/sub does the work
 
