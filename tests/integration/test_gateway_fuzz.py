@@ -106,7 +106,7 @@ def raw_status(port: int, data: bytes) -> int | None:
         while True:
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 return None              # e.g. a declared body never sent: the server waits
             if not chunk:
                 return None if not got else -1
