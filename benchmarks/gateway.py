@@ -10,7 +10,8 @@ client, ...) so drift in machine load falls on both:
   openai SDK sends it by default: base64), to ``elastiq gateway`` in its own process.
 
 Reported: gateway throughput ÷ client throughput (target ≥ 0.8), p50 added latency =
-gateway p50 − client p50 (target ≤ 2 ms), p99s, the gateway's CPU per request, that the
+gateway p50 − client p50 (target ≤ 2 ms), p99s, CPU per request of the benchmark process
+(client, or HTTP load generator) and of the gateway process in each arm, that the
 gateway's vectors equal the client's (cosine), the settings and the git commit.
 
 In a closed loop at concurrency 64 the pool is saturated, so each arm's p50 is mostly
@@ -157,6 +158,17 @@ def _summary(runs: list[dict]) -> dict:
             "p50_ms": round(h.percentile(lat, 50), 3), "p99_ms": round(h.percentile(lat, 99), 3)}
 
 
+def _cpu(arms: dict[str, list[dict]]) -> dict:
+    """Where the cores went, per request: the benchmark process (the client arm's client,
+    or the gateway arm's HTTP load generator) and the gateway process."""
+    out = {}
+    for arm, runs in arms.items():
+        n = sum(len(r["latencies_ms"]) for r in runs)
+        for part in ("this_process", "gateway"):
+            out[f"{arm}_arm_{part}"] = round(sum(r["cpu_s"][part] for r in runs) / n * 1000, 3)
+    return out
+
+
 def _cosine_min(a: list[list[float]], b: list[list[float]]) -> float:
     worst = 1.0
     for x, y in zip(a, b):
@@ -167,24 +179,25 @@ def _cosine_min(a: list[list[float]], b: list[list[float]]) -> float:
 
 
 def alternate(client, proc, url: str, token: str, texts: list[str], *, n: int, rounds: int,
-              concurrency: int, fmt: str) -> tuple[dict[str, list[dict]], float]:
+              concurrency: int, fmt: str) -> dict[str, list[dict]]:
     """``rounds`` of (client, gateway) then (gateway, client), ...; fresh texts for each arm."""
     arms: dict[str, list[dict]] = {"client": [], "gateway": []}
-    gateway_cpu, offset = 0.0, 0
+    offset = 0
     for r in range(rounds):
         for arm in (("client", "gateway") if r % 2 == 0 else ("gateway", "client")):
             batch, offset = texts[offset:offset + n], offset + n
             h.stage(f"round {r + 1}/{rounds}: {arm}, {n} requests at concurrency {concurrency}")
+            here, there = time.process_time(), h.cpu_s(proc.pid)
             if arm == "client":
-                arms[arm].append(client_arm(client, batch, concurrency))
-                continue
-            cpu0 = h.cpu_s(proc.pid)
-            arms[arm].append({**gateway_arm(url, token, batch, concurrency, fmt), "texts": batch})
-            gateway_cpu += h.cpu_s(proc.pid) - cpu0
+                result = client_arm(client, batch, concurrency)
+            else:
+                result = {**gateway_arm(url, token, batch, concurrency, fmt), "texts": batch}
+            result["cpu_s"] = {"this_process": time.process_time() - here, "gateway": h.cpu_s(proc.pid) - there}
+            arms[arm].append(result)
     errors = [e for run_ in arms["gateway"] for e in run_["errors"]]
     if errors:
         raise RuntimeError(f"{len(errors)} gateway request(s) failed, e.g. {errors[:3]}")
-    return arms, gateway_cpu
+    return arms
 
 
 def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int = 64, workers: int = 2,
@@ -207,7 +220,7 @@ def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int
             warm = gateway_arm(url, token, texts[:32], concurrency, encoding_format)
             if warm["errors"]:
                 raise RuntimeError(f"gateway warm-up failed: {warm['errors'][:3]}")
-            arms, gateway_cpu = alternate(client, proc, url, token, texts[64:], n=n, rounds=rounds,
+            arms = alternate(client, proc, url, token, texts[64:], n=n, rounds=rounds,
                                           concurrency=concurrency, fmt=encoding_format)
             h.stage(f"unloaded: {unloaded} requests per arm, one at a time, alternating")
             report["unloaded"] = unloaded_pairs(client, url, token, texts[:unloaded], encoding_format)
@@ -216,7 +229,7 @@ def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int
             report["cosine_min_gateway_vs_client"] = round(
                 _cosine_min(first["vectors"][:16], [x.outputs[0] for x in expected]), 6)
     c, g = _summary(arms["client"]), _summary(arms["gateway"])
-    report.update(client=c, gateway=g, gateway_cpu_ms_per_request=round(gateway_cpu / g["requests"] * 1000, 3),
+    report.update(client=c, gateway=g, cpu_ms_per_request=_cpu(arms),
                   throughput_ratio=round(g["requests_per_s"] / c["requests_per_s"], 3),
                   added_p50_ms=round(g["p50_ms"] - c["p50_ms"], 3))
     report["meets_target"] = (report["throughput_ratio"] >= TARGET_RATIO

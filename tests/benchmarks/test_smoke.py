@@ -115,6 +115,8 @@ def test_gateway(tmp_path):
     assert r["settings"]["concurrency"] == 64
     assert r["git_commit"] and len(r["git_commit"].split("-")[0]) == 40
     assert r["added_p50_ms"] == round(r["gateway"]["p50_ms"] - r["client"]["p50_ms"], 3)
+    cpu = r["cpu_ms_per_request"]
+    assert cpu["gateway_arm_gateway"] > 0 and cpu["gateway_arm_this_process"] > 0 and cpu["client_arm_this_process"] > 0
     u = r["unloaded"]
     assert u["client"]["requests"] == u["gateway"]["requests"] == 20
     assert 0 < u["gateway"]["p50_ms"] <= u["gateway"]["p99_ms"]
