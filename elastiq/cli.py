@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot":      ("autoscaler.plot:main", "render a recorded scaling timeline as a PNG"),
     "simulate":  ("autoscaler.simulator.cli:main", "replay a trace against scaling policies"),
     "bench":     ("benchmarks.cli:main", "run a benchmark, write JSON (and a PNG)"),
+    "gateway":   ("gateway.cli:main", "the HTTP gateway: OpenAI-compatible embeddings + job endpoints"),
 }
 
 

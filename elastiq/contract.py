@@ -25,6 +25,7 @@ HEADER_DEADLINE = "elastiq_deadline"
 HEARTBEAT_PREFIX = "elastiq:hb:"          # + worker id -> JSON, with a TTL
 DRAIN_PREFIX = "elastiq:drain:"           # + worker id -> "1": stop consuming, finish, exit
 JOB_PREFIX = "elastiq:job:"               # + job id -> hash {state, deliveries, model, ...}
+RESULT_PREFIX = "celery-task-meta-"      # + job id -> Celery result JSON (key and channel)
 DEAD_LETTER_KEY = "elastiq:dead"          # list of JSON {job_id, model, reason, ...}
 EXITS_KEY = "elastiq:exits"               # list of JSON {worker_id, group, code, at, planned}, newest first
 SUPERVISOR_KEY = "elastiq:supervisor"     # JSON: the local supervisor's groups (desired, running, backoff)
@@ -34,7 +35,6 @@ STATS_PREFIX = "elastiq:stats:"           # + queue -> hash of counters (done, f
 HELD_PREFIX = "elastiq:held:"
 HOLDERS_KEY = "elastiq:holders"           # set of worker ids that may hold jobs
 WAKE_PREFIX = "elastiq:wake:"             # + queue: pub/sub channel, "jobs were queued"
-RESULT_PREFIX = "celery-task-meta-"       # + job id: Celery's Redis result backend key/channel
 
 # Job states kept in our own record (Celery reports any unknown id as PENDING).
 QUEUED, STARTED, DONE, FAILED, DEAD = "queued", "started", "done", "failed", "dead"
@@ -71,6 +71,11 @@ def job_key(job_id: str) -> str:
     return JOB_PREFIX + job_id
 
 
+def result_key(job_id: str) -> str:
+    """Celery's Redis result backend: the result is SET here and PUBLISHed on this channel."""
+    return RESULT_PREFIX + job_id
+
+
 def stats_key(queue: str) -> str:
     return STATS_PREFIX + queue
 
@@ -81,10 +86,6 @@ def held_key(worker_id: str) -> str:
 
 def wake_channel(queue: str) -> str:
     return WAKE_PREFIX + queue
-
-
-def result_key(job_id: str) -> str:
-    return RESULT_PREFIX + job_id
 
 
 def published_at(headers: dict) -> float | None:

@@ -78,6 +78,14 @@ class BrokerUnavailableError(ElastiqError):
     """Redis could not be reached."""
 
 
+class UnknownJobError(ElastiqError):
+    """No record of this job id: never submitted, or its record has expired."""
+
+
+class BacklogFullError(ElastiqError):
+    """The model's queue holds more waiting jobs than the configured bound: try later."""
+
+
 # Names that a worker may send back and the client may rebuild. Anything else that
 # fails on a worker arrives as JobFailedError carrying the original type name.
 BY_NAME: dict[str, type[ElastiqError]] = {

@@ -1,4 +1,5 @@
-"""The local stack behind ``elastiq up``/``down``: redis-server, workers, Flower, autoscaler.
+"""The local stack behind ``elastiq up``/``down``: redis-server, workers, Flower, autoscaler
+and (``--gateway``) the HTTP gateway.
 
 Everything runs in the background on 127.0.0.1, with its files under ``$ELASTIQ_HOME``
 (default ``./.elastiq``): ``stack.json`` records what was started (pids, ports), so
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from elastiq import contract, procs
+from elastiq.errors import ConfigError
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -32,6 +35,9 @@ class StackState:
     supervisor_pid: int | None = None
     metrics_port: int | None = None
     timeline: str | None = None
+    gateway_pid: int | None = None
+    gateway_port: int | None = None
+    gateway_token_file: str | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -63,9 +69,27 @@ def _spawn(args: list[str], log: Path, env: dict) -> int:
         out.close()
 
 
+def _start_gateway(home: Path, env: dict, port: int | None) -> tuple[int, int, str | None]:
+    """``elastiq gateway`` on 127.0.0.1; a random token in ``home/gateway.token`` (0600)
+    unless ELASTIQ_GATEWAY_TOKENS(_FILE) is set. Returns (port, pid, token file)."""
+    port = port or procs.free_port()
+    token_file = None
+    if not (env.get("ELASTIQ_GATEWAY_TOKENS") or env.get("ELASTIQ_GATEWAY_TOKENS_FILE")):
+        token_file = home / "gateway.token"
+        if not token_file.exists():
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        env = {**env, "ELASTIQ_GATEWAY_TOKENS_FILE": str(token_file)}
+    pid = _spawn([sys.executable, "-m", "elastiq.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)],
+                 home / "logs" / "gateway.log", env)
+    return port, pid, str(token_file) if token_file else None
+
+
 def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_port: int | None = None,
        flower: bool = True, flower_port: int | None = None, autoscale: bool = False,
-       metrics_port: int | None = None, ready_timeout_s: float = 180.0, progress=print) -> StackState:
+       metrics_port: int | None = None, ready_timeout_s: float = 180.0, progress=print,
+       gateway: bool = False, gateway_port: int | None = None) -> StackState:
     models = models or ["minilm"]
     existing = load_state(home)
     if existing and is_running(existing):
@@ -88,6 +112,8 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
         state.flower_pid = _spawn([sys.executable, "-m", "celery", "-A", "elastiq.flower_app", "flower",
                                    "--address=127.0.0.1", f"--port={state.flower_port}"],
                                   home / "logs" / "flower.log", env)
+    if gateway:
+        state.gateway_port, state.gateway_pid, state.gateway_token_file = _start_gateway(home, env, gateway_port)
     # Workers are children of a process that stays: it restarts the ones that die (with a
     # backoff when they keep crashing) and reports their exit codes to `elastiq status`.
     if autoscale:
@@ -110,6 +136,8 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
                          parent=state.autoscaler_pid or state.supervisor_pid)
     finally:
         r.close()
+    if gateway and not procs.wait_port(state.gateway_port, 60):
+        raise ConfigError(f"the gateway did not start; see {home / 'logs' / 'gateway.log'}")
     return state
 
 
@@ -137,6 +165,9 @@ def down(home: Path, progress=print) -> int:
         if pid and word in procs.cmdline(pid):
             procs.terminate(pid, 30)       # first: nothing restarts the workers stopped below
             stopped += 1
+    if state and state.gateway_pid and "gateway" in procs.cmdline(state.gateway_pid):
+        procs.terminate(state.gateway_pid, 15)
+        stopped += 1
     from autoscaler.backends.process import ProcessBackend
 
     n = ProcessBackend(home).stop_all()

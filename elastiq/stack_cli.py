@@ -32,13 +32,17 @@ def up(argv=None) -> int:
     p.add_argument("--flower-port", type=int)
     p.add_argument("--no-flower", action="store_true")
     p.add_argument("--autoscale", action="store_true", help="also run the autoscaler (process backend)")
+    p.add_argument("--gateway", action="store_true",
+                   help="also run the HTTP gateway on 127.0.0.1 (token: ELASTIQ_GATEWAY_TOKENS, else a new one "
+                        "in $ELASTIQ_HOME/gateway.token)")
+    p.add_argument("--gateway-port", type=int, help="default: a free port")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     home = stack.home_dir()
     say = (lambda *_: None) if a.json else (lambda msg: print(msg, flush=True))
     state = stack.up(home, workers=a.workers, models=[m for m in a.models.split(",") if m],
                      redis_port=a.redis_port, flower=not a.no_flower, flower_port=a.flower_port,
-                     autoscale=a.autoscale, progress=say)
+                     autoscale=a.autoscale, progress=say, gateway=a.gateway, gateway_port=a.gateway_port)
     if a.json:
         print(json.dumps(state.__dict__))
         return 0
@@ -46,6 +50,9 @@ def up(argv=None) -> int:
     print(f"  Redis:   {state.redis_url}    export ELASTIQ_REDIS_URL={state.redis_url}")
     if state.flower_port:
         print(f"  Flower:  http://127.0.0.1:{state.flower_port}")
+    if state.gateway_pid:
+        token = f"token in {state.gateway_token_file}" if state.gateway_token_file else "token: ELASTIQ_GATEWAY_TOKENS"
+        print(f"  Gateway: http://127.0.0.1:{state.gateway_port}/v1   ({token})")
     if state.autoscaler_pid:
         print(f"  Autoscaler metrics: http://127.0.0.1:{state.metrics_port}/metrics  timeline: {state.timeline}")
     print("  Try:     elastiq submit minilm 'hello world'    elastiq status    elastiq down")

@@ -110,3 +110,19 @@ def test_quantize(tmp_path):
     assert v["minilm"]["cosine_mean"] > 0.9999 and v["minilm"]["speedup"] == 1.0
     for name in ("minilm-int8", "minilm-int8-all", "minilm-bf16"):
         assert 0 < v[name]["cosine_mean"] <= 1.0001 and v[name]["texts_per_s"] > 0
+
+
+def test_gateway(tmp_path):
+    r = bench("gateway", tmp_path)
+    for arm in ("client", "gateway"):
+        assert r[arm]["requests"] == 128                  # every request answered (200s only)
+        assert 0 < r[arm]["p50_ms"] <= r[arm]["p99_ms"]
+    assert r["cosine_min_gateway_vs_client"] >= 0.9999    # the same vectors through HTTP
+    assert r["settings"]["concurrency"] == 64
+    assert r["git_commit"] and len(r["git_commit"].split("-")[0]) == 40
+    assert r["added_p50_ms"] == round(r["gateway"]["p50_ms"] - r["client"]["p50_ms"], 3)
+    cpu = r["cpu_ms_per_request"]
+    assert cpu["gateway_arm_gateway"] > 0 and cpu["gateway_arm_this_process"] > 0 and cpu["client_arm_this_process"] > 0
+    u = r["unloaded"]
+    assert u["client"]["requests"] == u["gateway"]["requests"] == 20
+    assert 0 < u["gateway"]["p50_ms"] <= u["gateway"]["p99_ms"]
