@@ -1,5 +1,10 @@
 """A Celery consumer that dead-letters what it cannot run, instead of logging and dropping it.
 
+Before any of Celery's handling, the admission rules of :mod:`workers.admission` apply:
+a message naming any task but this worker's own (``elastiq.infer``) -- Celery's built-in
+``celery.*`` tasks included -- is refused, and a queue item over the size limit is
+refused before it is JSON-decoded (see :func:`install_envelope_guard`).
+
 Celery's defaults: an undecodable body (bad JSON, a disallowed content type such as
 pickle) is logged and acked; a message with no task header, or an invalid one, is
 rejected; an unknown task name is rejected and marked failed with NotRegistered; and a
@@ -21,9 +26,12 @@ from celery.worker.consumer.consumer import Consumer as CeleryConsumer
 
 from elastiq import contract
 from elastiq.errors import DeadLetteredError
-from workers.deadletter import dead_letter
+from elastiq.settings import Limits
+from workers.admission import id_hint, size_refusal, task_refusal
+from workers.deadletter import MAX_BODY_PREVIEW, dead_letter
 
 log = logging.getLogger(__name__)
+_app = {}          # the running consumer's Celery app, for refusals outside the consumer
 
 
 def _redis():
@@ -37,7 +45,7 @@ def _headers(message) -> dict:
     try:
         h = message.headers
         return h if isinstance(h, dict) else {}
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}
 
 
@@ -46,15 +54,17 @@ def shape_problem(message) -> str | None:
 
     Checked before Celery builds a request: a body that is not ``[args, kwargs, embed]``
     fails *outside* the task, where Celery neither acks nor answers it (the message comes
-    back after every visibility timeout, forever). Only ``elastiq.infer`` runs here, and
-    never with callbacks, errbacks, chains or chords (the client sends none), so a raw
-    message cannot reach Celery's built-in tasks or fan out to others.
+    back after every visibility timeout, forever). Only this worker's own task names run
+    (:func:`workers.admission.task_refusal`), and never with callbacks, errbacks, chains or
+    chords (the client sends none), so a raw message cannot reach Celery's built-in tasks
+    or fan out to others.
     """
     headers = message.headers
     if not isinstance(headers, dict) or "task" not in headers:
         return None                      # Celery's unknown-message path
-    if headers["task"] != contract.TASK_NAME:
-        return None                      # Celery's unknown-task path (answered, dead-lettered)
+    refusal = task_refusal(headers["task"])
+    if refusal:
+        return refusal
     if not isinstance(headers.get("id"), str) or not headers["id"]:
         return "task message without a string id header"
     if headers.get("chord") or headers.get("group_index") is not None:
@@ -74,7 +84,25 @@ def shape_problem(message) -> str | None:
     return None
 
 
+def answer_refused(app, job_id: str | None, task, reason: str) -> None:
+    """Store DeadLetteredError(reason) as the result of ``job_id``, so its client is answered."""
+    if not job_id or app is None:
+        return
+    try:
+        request = AttributeDict(name=task if isinstance(task, str) else None, chord=None,
+                                root_id=None, correlation_id=job_id, reply_to=None,
+                                errbacks=None, ignore_result=False, group=None,
+                                parent_id=None, delivery_info={})
+        app.backend.mark_as_failure(job_id, DeadLetteredError(reason), request=request)
+    except Exception:
+        log.exception("could not store the failure of %s", job_id)
+
+
 class Consumer(CeleryConsumer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _app["app"] = self.app
+
     def refuse(self, message, reason: str, ack: bool = True) -> None:
         """Dead-letter ``message`` with ``reason``; answer its task id if it has one."""
         headers = _headers(message)
@@ -83,12 +111,12 @@ class Consumer(CeleryConsumer):
         task = headers.get("task")
         try:
             content_type = message.content_type
-        except Exception:  # noqa: BLE001
+        except Exception:
             content_type = None
         routing = {}
         try:
             routing = message.delivery_info or {}
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         queue = routing.get("routing_key") if isinstance(routing, dict) else None
         model = contract.model_of(queue) if isinstance(queue, str) else None
@@ -98,23 +126,15 @@ class Consumer(CeleryConsumer):
                 dead_letter(r, job_id, model, reason, headers, body=getattr(message, "body", None),
                             content_type=content_type, task=task if isinstance(task, str) else repr(task),
                             queue=queue)
-        except Exception:  # noqa: BLE001 - the message must still leave the queue
+        except Exception:
             log.exception("could not dead-letter a refused message")
-        if job_id:
-            try:
-                request = AttributeDict(name=task if isinstance(task, str) else None, chord=None,
-                                        root_id=None, correlation_id=job_id, reply_to=None,
-                                        errbacks=None, ignore_result=False, group=None,
-                                        parent_id=None, delivery_info={})
-                self.app.backend.mark_as_failure(job_id, DeadLetteredError(reason), request=request)
-            except Exception:  # noqa: BLE001
-                log.exception("could not store the failure of %s", job_id)
+        answer_refused(self.app, job_id, task, reason)
         try:
             if ack:
                 message.ack()
             else:
                 message.reject(requeue=False)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not ack a refused message")
 
     def on_decode_error(self, message, exc):
@@ -138,15 +158,18 @@ class Consumer(CeleryConsumer):
         errors = tuple(e for e in self.connection_errors if not issubclass(e, LookupError))
 
         def on_task_received(message):
+            headers = _headers(message)
+            if "task" in headers and task_refusal(headers["task"]):
+                return self.refuse(message, f"{task_refusal(headers['task'])}; not run")
             try:
                 problem = shape_problem(message)
-            except Exception:  # noqa: BLE001 - undecodable: Celery's own path classifies it
+            except Exception:
                 problem = None
             if problem:
                 return self.refuse(message, f"{problem}; not run")
             try:
                 return handler(message)
-            except Exception as exc:  # noqa: BLE001 - a malformed body must not stop consuming
+            except Exception as exc:
                 if isinstance(exc, errors) and not isinstance(exc, LookupError):
                     raise
                 log.warning("refusing a malformed message: %s: %s", type(exc).__name__, exc)
@@ -175,11 +198,16 @@ def _valid_envelope(payload) -> str | None:
 
 
 class _Junk(dict):
-    """What a queue item that is not JSON at all decodes to (see install_envelope_guard)."""
+    """What a refused queue item decodes to: not JSON at all, or too large to decode
+    (see install_envelope_guard)."""
 
 
-def install_envelope_guard() -> None:
-    """Dead-letter queue items that are not kombu messages at all (not JSON, wrong shape).
+def install_envelope_guard(limits: Limits | None = None) -> None:
+    """Dead-letter queue items that are too large, or not kombu messages at all.
+
+    An item over :func:`workers.admission.max_item_bytes` is refused before it is decoded:
+    dead-lettered with a bounded preview, and its job (id read from the envelope's tail)
+    answered DeadLetteredError.
 
     kombu decodes each item popped from a Redis list and builds a Message from it in
     its own event loop, before Celery sees anything: an item that is not JSON, or JSON
@@ -192,8 +220,12 @@ def install_envelope_guard() -> None:
     if getattr(base.Transport._deliver, "_elastiq_guard", False):
         return
     strict_loads = kredis.loads
+    limits = limits or Limits()
 
     def tolerant_loads(s, *args, **kwargs):
+        too_big = size_refusal(s, limits) if isinstance(s, (str, bytes)) else None
+        if too_big:
+            return _Junk(raw=s[:MAX_BODY_PREVIEW], reason=too_big, job_id=id_hint(s))
         try:
             return strict_loads(s, *args, **kwargs)
         except (ValueError, TypeError):
@@ -202,17 +234,20 @@ def install_envelope_guard() -> None:
     original = base.Transport._deliver
 
     def _deliver(self, message, queue):
-        problem = "the queue item is not JSON" if isinstance(message, _Junk) else _valid_envelope(message)
+        junk = isinstance(message, _Junk)
+        problem = message.get("reason", "the queue item is not JSON") if junk else _valid_envelope(message)
         if problem is None:
             return original(self, message, queue)
+        job_id = message.get("job_id") if junk else None
         try:
             r = _redis()
             if r is not None:
-                body = message.get("raw") if isinstance(message, _Junk) else message
-                dead_letter(r, None, contract.model_of(queue) if isinstance(queue, str) else None,
-                            f"{problem}; dropped, not run", body=body, queue=queue)
-        except Exception:  # noqa: BLE001
+                dead_letter(r, job_id, contract.model_of(queue) if isinstance(queue, str) else None,
+                            f"{problem}; dropped, not run", body=message.get("raw") if junk else message,
+                            queue=queue)
+        except Exception:
             log.exception("could not dead-letter a junk queue item")
+        answer_refused(_app.get("app"), job_id, None, f"{problem}; dropped, not run")
         return None
 
     _deliver._elastiq_guard = True

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     kombu_fast.install()     # one Redis client per kombu channel, not one per ack (perf, issue 5)
     from workers.consumer import install_envelope_guard
 
-    install_envelope_guard()  # a queue item that is not a kombu message is dead-lettered
+    install_envelope_guard(settings.limits)  # junk or oversized queue items: dead-lettered, not decoded
 
     if any(s.kind != "debug" for s in specs):
         rt.configure_torch(threads)

@@ -1,0 +1,93 @@
+"""What a worker lets in from its queue, black-box: raw protocol-2 messages LPUSHed onto
+the real queue, a real worker process, and only what can be observed from outside -- the
+result backend (through the result tap), the dead-letter list, and a normal job answered
+afterwards by the same process.
+
+- Every task name the worker's Celery app registers, except its own, is refused: each
+  message is answered DeadLetteredError (exactly once) and dead-lettered, nothing runs.
+- A queue item over the size limit is refused before it is decoded: dead-lettered with a
+  bounded preview, its job answered DeadLetteredError; a job at the limit still runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from elastiq import contract
+from elastiq.errors import DeadLetteredError, ElastiqError
+from tests.faults.conftest import wait_for
+from tests.faults.rawmsg import envelope, headers_for, task_message
+from workers.deadletter import MAX_BODY_PREVIEW, dead_letters
+
+pytestmark = pytest.mark.faults
+
+QUEUE = "elastiq.debug"
+
+
+def worker_task_names() -> list[str]:
+    """Every key of ``app.tasks`` of the worker's Celery app, built the way the worker builds it."""
+    from elastiq.celeryconf import make_celery
+    from elastiq.settings import Settings
+    from workers.tasks import register
+
+    app = make_celery(Settings.from_env(), name="elastiq-worker")
+    register(app)
+    return sorted(app.tasks)
+
+
+def outcome(job, timeout_s: float):
+    try:
+        return job.result(timeout=timeout_s)
+    except ElastiqError as exc:
+        return exc
+
+
+def test_every_task_name_but_its_own_is_refused(fast_env, workers, client, redis, tap):
+    names = [n for n in worker_task_names() if n != contract.TASK_NAME]
+    assert len(names) >= 9 and "celery.chord_unlock" in names and "celery.backend_cleanup" in names, names
+    (wid,) = workers.start("debug", n=1, slots=4)
+    pid = workers.pid(wid)
+    ids = {}
+    for name in names:      # the shapes those tasks take: no args, no kwargs
+        ids[name] = str(uuid.uuid4())
+        body = b'[[], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]'
+        redis.lpush(QUEUE, envelope(body, headers=headers_for(ids[name], task=name), task_id=ids[name]))
+    got = {name: outcome(client.job(ids[name], "debug"), 30) for name in names}
+    wait_for(lambda: redis.llen(QUEUE) == 0, 10, what="the queue to empty")
+    canary = client.submit("debug", ["still serving"]).result(timeout=30).outputs
+    dead = {e.get("job_id"): e for e in dead_letters(redis, 1000)}
+    published = {name: tap.by_id.get(ids[name], []) for name in names}
+
+    not_refused = {n: repr(o)[:120] for n, o in got.items() if not isinstance(o, DeadLetteredError)}
+    assert not not_refused, not_refused
+    assert all(published[n] == ["FAILURE"] for n in names), published        # answered once, never run
+    missing = [n for n in names if ids[n] not in dead or n not in dead[ids[n]]["reason"]]
+    assert not missing, missing
+    assert workers.procs[wid].poll() is None and workers.pid(wid) == pid
+    assert canary == [len("still serving")]
+
+
+def test_oversized_item_is_refused_before_decoding(fast_env, workers, client, redis, tap, monkeypatch):
+    limit = 100_000
+    monkeypatch.setenv("ELASTIQ_MAX_MESSAGE_BYTES", str(limit))       # the client's side of the limit
+    (wid,) = workers.start("debug", n=1, slots=4, env={"ELASTIQ_MAX_MESSAGE_BYTES": str(limit)})
+    pid = workers.pid(wid)
+    big_id = str(uuid.uuid4())
+    huge = task_message({"model": "debug", "inputs": ["x" * 8_000_000]}, task_id=big_id)
+    assert len(huge) > 10_000_000
+    redis.lpush(QUEUE, huge)
+    got = outcome(client.job(big_id, "debug"), 60)
+    # at the limit: 6 texts of 8,000 "é" (2 bytes as the client measures it, a 6-byte \u
+    # escape on the wire): ~96 KB to the client, ~385 KB as a queue item: still run
+    at_limit = client.submit("debug", ["\u00e9" * 8000] * 6).result(timeout=60).outputs
+    after = client.submit("debug", ["next job"]).result(timeout=30).outputs
+    entry = next((e for e in dead_letters(redis, 100) if e.get("job_id") == big_id), None)
+
+    assert isinstance(got, DeadLetteredError) and "not decoded" in str(got), got
+    assert tap.by_id.get(big_id) == ["FAILURE"]
+    assert entry is not None and "not decoded" in entry["reason"], dead_letters(redis, 5)
+    assert len(entry["body"]) <= MAX_BODY_PREVIEW
+    assert at_limit == [8000] * 6 and after == [len("next job")]
+    assert workers.procs[wid].poll() is None and workers.pid(wid) == pid
