@@ -195,7 +195,7 @@ class Proxy:
         if version and (int(version.group(1)), int(version.group(2))) < MIN_API:
             return _refuse(f"API version {version.group(0)[1:]} is too old (>= 1.24)")
         path = _VERSION.sub("", path)
-        forward = lambda: self.upstream.request(method, raw_path, None, headers)
+        forward = lambda: self.upstream.request(method, raw_path, None, headers)  # noqa: E731
         if method == "POST" and path == "/containers/create":
             return self.create(raw_path, body)
         if body:

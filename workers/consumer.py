@@ -45,7 +45,7 @@ def _headers(message) -> dict:
     try:
         h = message.headers
         return h if isinstance(h, dict) else {}
-    except Exception:
+    except Exception:  # noqa: BLE001
         return {}
 
 
@@ -94,7 +94,7 @@ def answer_refused(app, job_id: str | None, task, reason: str) -> None:
                                 errbacks=None, ignore_result=False, group=None,
                                 parent_id=None, delivery_info={})
         app.backend.mark_as_failure(job_id, DeadLetteredError(reason), request=request)
-    except Exception:
+    except Exception:  # noqa: BLE001
         log.exception("could not store the failure of %s", job_id)
 
 
@@ -111,12 +111,12 @@ class Consumer(CeleryConsumer):
         task = headers.get("task")
         try:
             content_type = message.content_type
-        except Exception:
+        except Exception:  # noqa: BLE001
             content_type = None
         routing = {}
         try:
             routing = message.delivery_info or {}
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
         queue = routing.get("routing_key") if isinstance(routing, dict) else None
         model = contract.model_of(queue) if isinstance(queue, str) else None
@@ -126,7 +126,7 @@ class Consumer(CeleryConsumer):
                 dead_letter(r, job_id, model, reason, headers, body=getattr(message, "body", None),
                             content_type=content_type, task=task if isinstance(task, str) else repr(task),
                             queue=queue)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the message must still leave the queue
             log.exception("could not dead-letter a refused message")
         answer_refused(self.app, job_id, task, reason)
         try:
@@ -134,7 +134,7 @@ class Consumer(CeleryConsumer):
                 message.ack()
             else:
                 message.reject(requeue=False)
-        except Exception:
+        except Exception:  # noqa: BLE001
             log.exception("could not ack a refused message")
 
     def on_decode_error(self, message, exc):
@@ -163,13 +163,13 @@ class Consumer(CeleryConsumer):
                 return self.refuse(message, f"{task_refusal(headers['task'])}; not run")
             try:
                 problem = shape_problem(message)
-            except Exception:
+            except Exception:  # noqa: BLE001 - undecodable: Celery's own path classifies it
                 problem = None
             if problem:
                 return self.refuse(message, f"{problem}; not run")
             try:
                 return handler(message)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a malformed body must not stop consuming
                 if isinstance(exc, errors) and not isinstance(exc, LookupError):
                     raise
                 log.warning("refusing a malformed message: %s: %s", type(exc).__name__, exc)
@@ -245,7 +245,7 @@ def install_envelope_guard(limits: Limits | None = None) -> None:
                 dead_letter(r, job_id, contract.model_of(queue) if isinstance(queue, str) else None,
                             f"{problem}; dropped, not run", body=message.get("raw") if junk else message,
                             queue=queue)
-        except Exception:
+        except Exception:  # noqa: BLE001
             log.exception("could not dead-letter a junk queue item")
         answer_refused(_app.get("app"), job_id, None, f"{problem}; dropped, not run")
         return None
