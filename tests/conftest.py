@@ -182,7 +182,7 @@ class WorkerPool:
         return ids
 
     def wait_ready(self, ids, timeout_s: float = 120) -> None:
-        r = redis_client(Settings(redis_url=self.redis_url))
+        r = redis_client(Settings.from_env(redis_url=self.redis_url))   # TLS settings from the env
         try:
             procs.wait_ready(r, ids, timeout_s, procs=[self.procs[i] for i in ids])
         finally:
