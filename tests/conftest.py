@@ -1,7 +1,8 @@
 """Shared fixtures: a real redis-server on a free port, real worker processes, tiny models.
 
 A missing service skips locally with the reason and *fails* under ``CI=true``. The slow
-suites (docker, faults, slow) run under ``CI=true`` or ``ELASTIQ_TEST_ALL=1``.
+suites (docker, faults, slow) run under ``CI=true`` or ``ELASTIQ_TEST_ALL=1``. Any set value
+other than ``0``/``false``/``no``/``off`` counts as true (``CI=1``, ``CI=yes``, ``CI=woodpecker``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from elastiq import procs  # noqa: E402
 from elastiq.celeryconf import redis_client  # noqa: E402
 from elastiq.settings import Settings  # noqa: E402
 
-CI = os.environ.get("CI", "").lower() == "true"
-RUN_ALL = CI or os.environ.get("ELASTIQ_TEST_ALL") == "1"
+def truthy(value: str | None) -> bool:
+    """Whether an environment flag is on: set, and not 0/false/no/off."""
+    return bool(value and value.strip()) and value.strip().lower() not in ("0", "false", "no", "off")
+
+
+CI = truthy(os.environ.get("CI"))
+RUN_ALL = CI or truthy(os.environ.get("ELASTIQ_TEST_ALL"))
 SLOW_MARKERS = ("docker", "faults", "slow")
 
 
