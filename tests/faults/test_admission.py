@@ -17,7 +17,7 @@ import pytest
 
 from elastiq import contract
 from elastiq.errors import DeadLetteredError, ElastiqError
-from tests.faults.conftest import wait_for
+from tests.faults.conftest import tally, wait_for
 from tests.faults.rawmsg import envelope, headers_for, task_message
 from workers.deadletter import MAX_BODY_PREVIEW, dead_letters
 
@@ -44,7 +44,9 @@ def outcome(job, timeout_s: float):
         return exc
 
 
-def test_every_task_name_but_its_own_is_refused(fast_env, workers, client, redis, tap):
+@pytest.mark.scenario("09f_builtin_tasks_refused", "A raw message for every task the worker's Celery app registers "
+                                                   "but its own (celery.group, chord_unlock, backend_cleanup...)")
+def test_every_task_name_but_its_own_is_refused(fast_env, workers, client, redis, tap, scenario):
     names = [n for n in worker_task_names() if n != contract.TASK_NAME]
     assert len(names) >= 9 and "celery.chord_unlock" in names and "celery.backend_cleanup" in names, names
     (wid,) = workers.start("debug", n=1, slots=4)
@@ -60,16 +62,22 @@ def test_every_task_name_but_its_own_is_refused(fast_env, workers, client, redis
     dead = {e.get("job_id"): e for e in dead_letters(redis, 1000)}
     published = {name: tap.by_id.get(ids[name], []) for name in names}
 
+    counts = tally(tap, redis, list(ids.values()), QUEUE)
+    data = scenario.record(**counts, re_executed=None, task_names=names,
+                           refused_dead_lettered=sum(1 for n in names if ids[n] in dead))
     not_refused = {n: repr(o)[:120] for n, o in got.items() if not isinstance(o, DeadLetteredError)}
     assert not not_refused, not_refused
     assert all(published[n] == ["FAILURE"] for n in names), published        # answered once, never run
     missing = [n for n in names if ids[n] not in dead or n not in dead[ids[n]]["reason"]]
     assert not missing, missing
+    assert counts["failed"] == len(names) and counts["lost"] == counts["left_in_queue"] == 0, data
     assert workers.procs[wid].poll() is None and workers.pid(wid) == pid
     assert canary == [len("still serving")]
 
 
-def test_oversized_item_is_refused_before_decoding(fast_env, workers, client, redis, tap, monkeypatch):
+@pytest.mark.scenario("09g_oversized_refused", "A 10 MB queue item (limit 100 KB + envelope): refused before "
+                                               "decoding; a job at the limit still runs")
+def test_oversized_item_is_refused_before_decoding(fast_env, workers, client, redis, tap, monkeypatch, scenario):
     limit = 100_000
     monkeypatch.setenv("ELASTIQ_MAX_MESSAGE_BYTES", str(limit))       # the client's side of the limit
     (wid,) = workers.start("debug", n=1, slots=4, env={"ELASTIQ_MAX_MESSAGE_BYTES": str(limit)})
@@ -81,9 +89,12 @@ def test_oversized_item_is_refused_before_decoding(fast_env, workers, client, re
     got = outcome(client.job(big_id, "debug"), 60)
     # at the limit: 6 texts of 8,000 "é" (2 bytes as the client measures it, a 6-byte \u
     # escape on the wire): ~96 KB to the client, ~385 KB as a queue item: still run
-    at_limit = client.submit("debug", ["\u00e9" * 8000] * 6).result(timeout=60).outputs
-    after = client.submit("debug", ["next job"]).result(timeout=30).outputs
+    jobs = [client.submit("debug", ["\u00e9" * 8000] * 6), client.submit("debug", ["next job"])]
+    at_limit, after = (j.result(timeout=60).outputs for j in jobs)
     entry = next((e for e in dead_letters(redis, 100) if e.get("job_id") == big_id), None)
+    counts = tally(tap, redis, [big_id] + [j.id for j in jobs], QUEUE)
+    data = scenario.record(**counts, re_executed=None, item_bytes=len(huge), limit_bytes=limit,
+                           preview_chars=len((entry or {}).get("body", "")), reason=(entry or {}).get("reason"))
 
     assert isinstance(got, DeadLetteredError) and "not decoded" in str(got), got
     assert tap.by_id.get(big_id) == ["FAILURE"]
@@ -91,3 +102,4 @@ def test_oversized_item_is_refused_before_decoding(fast_env, workers, client, re
     assert len(entry["body"]) <= MAX_BODY_PREVIEW
     assert at_limit == [8000] * 6 and after == [len("next job")]
     assert workers.procs[wid].poll() is None and workers.pid(wid) == pid
+    assert counts["failed"] == 1 and counts["lost"] == counts["duplicated"] == 0, data

@@ -11,7 +11,7 @@ import pytest
 
 from elastiq import procs
 from elastiq.errors import ElastiqError
-from tests.faults.conftest import Supervisor, executions, record, records, republished, unacked, wait_for
+from tests.faults.conftest import Supervisor, executions, records, republished, tally, unacked, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -28,7 +28,8 @@ def collect(client, jobs, timeout_s):
     return ok, bad
 
 
-def test_sigkill_busy_worker_ten_times_in_2000_jobs(fast_env, workers, client, redis, tap):
+@pytest.mark.scenario("01_sigkill_busy_worker", "SIGKILL a busy worker mid-job, 10x in a 2,000-job run (3 workers)")
+def test_sigkill_busy_worker_ten_times_in_2000_jobs(fast_env, workers, client, redis, tap, scenario):
     n_jobs, n_kills = 2000, 10
     workers.start("debug", n=3, slots=8)
     sup = Supervisor(workers, "debug", slots=8)
@@ -69,9 +70,9 @@ def test_sigkill_busy_worker_ten_times_in_2000_jobs(fast_env, workers, client, r
     published = {i: len(tap.by_id.get(i, [])) for i in ids}
     duplicated = [i for i in ids if published[i] > 1]
     lost = [i for i in ids if i not in ok and i not in bad]
-    data = record(
-        "01_sigkill_busy_worker", title="SIGKILL a busy worker mid-job, 10x in a 2,000-job run (3 workers)",
-        submitted=n_jobs, delivered=len(ok), failed=len(bad), lost=len(lost), duplicated=len(duplicated),
+    counts = tally(tap, redis, ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, client_results=len(ok), client_errors=len(bad),
         executions=sum(ex.values()), re_executed=len(re_executed), kills=len(kills),
         republished=republished(redis, ids),
         dead_letters=redis.llen("elastiq:dead"),
@@ -83,14 +84,16 @@ def test_sigkill_busy_worker_ten_times_in_2000_jobs(fast_env, workers, client, r
     assert len(kills) == n_kills, data
     assert not bad, list(bad.items())[:3]
     assert len(ok) == n_jobs and not lost, data
-    assert not duplicated, [(i, tap.by_id[i]) for i in duplicated[:5]]
+    assert counts["submitted"] == n_jobs and counts["lost"] == 0 and counts["failed"] == 0, data
+    assert not duplicated and counts["duplicated"] == 0, [(i, tap.by_id[i]) for i in duplicated[:5]]
     assert all(published[i] == 1 for i in ids), "every job has exactly one published result"
     assert re_executed, "killing busy workers re-executes the jobs they held"
     assert all(ex[i] >= 1 for i in ids)
     assert wait_for(lambda: unacked(redis) == 0, 20, what="unacked to empty")
 
 
-def test_sigterm_finishes_running_jobs_and_hands_back_the_rest(fast_env, workers, client, redis, tap):
+@pytest.mark.scenario("03_sigterm_warm_shutdown", "SIGTERM a worker with 4 running jobs (warm shutdown)")
+def test_sigterm_finishes_running_jobs_and_hands_back_the_rest(fast_env, workers, client, redis, tap, scenario):
     a, b = workers.start("debug", n=2, slots=4)
     jobs = client.submit_many("debug", [[f"t {i}"] for i in range(24)], sleep_ms=1500)
     ids = [j.id for j in jobs]
@@ -106,10 +109,9 @@ def test_sigterm_finishes_running_jobs_and_hands_back_the_rest(fast_env, workers
     finished_on_a_after_term = [i for i in on_a if ok[i].timings["finished_at"] > t_term]
     started_on_a_after_term = [i for i in on_a if ok[i].timings["started_at"] > t_term + 0.2]
     duplicated = tap.duplicated(ids)
-    data = record(
-        "03_sigterm_warm_shutdown", title="SIGTERM a worker with 4 running jobs (warm shutdown)",
-        submitted=len(ids), delivered=len(ok), failed=len(bad), lost=len(ids) - len(ok) - len(bad),
-        duplicated=len(duplicated), executions=sum(ex.values()),
+    counts = tally(tap, redis, ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, client_results=len(ok), client_errors=len(bad), executions=sum(ex.values()),
         re_executed=sum(1 for v in ex.values() if v > 1), exit_code=code,
         running_at_sigterm=len(running_on_a), finished_on_a_after_sigterm=len(finished_on_a_after_term),
         done_by_other_worker=sum(1 for i in ok if ok[i].timings["worker"] == b),
@@ -117,6 +119,7 @@ def test_sigterm_finishes_running_jobs_and_hands_back_the_rest(fast_env, workers
         notes="recovery = SIGTERM to exit of the worker (its running jobs finish first)")
     assert code == 0, workers.log(a)[-2000:]
     assert len(ok) == len(ids) and not bad, data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == counts["left_in_queue"] == 0, data
     assert len(finished_on_a_after_term) >= 1 and set(running_on_a) <= set(on_a), data
     assert not started_on_a_after_term, data
     assert all(v == 1 for v in ex.values()), data

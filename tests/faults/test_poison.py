@@ -12,7 +12,7 @@ import pytest
 
 from elastiq import contract
 from elastiq.errors import DeadLetteredError, ElastiqError, JobTimeoutError
-from tests.faults.conftest import Supervisor, executions, record, records, republished, unacked, wait_for
+from tests.faults.conftest import Supervisor, executions, records, republished, tally, unacked, wait_for
 from workers.deadletter import dead_letters
 from workers.heartbeat import EXIT_HARD_TIME_LIMIT
 
@@ -40,7 +40,8 @@ def status_json(capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers, client, redis, tap, capsys):
+@pytest.mark.scenario("07a_poison_crash", "Poison input that SIGKILLs its worker (`!crash`), max_deliveries=3")
+def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers, client, redis, tap, capsys, scenario):
     workers.start("debug", n=2, slots=4)
     sup = Supervisor(workers, "debug", slots=4)
     sup.start()
@@ -52,7 +53,8 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers,
         got = outcome(poison, 120)
         t_dead = time.time()
         others = [outcome(j, 60) for j in mates + later]
-        after = [outcome(j, 60) for j in client.submit_many("debug", [["after"]] * 10)]
+        after_jobs = client.submit_many("debug", [["after"]] * 10)
+        after = [outcome(j, 60) for j in after_jobs]
     finally:
         sup.stop()
     good = mates + later
@@ -65,12 +67,10 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers,
     # a job whose record still says `queued` after everything else ran was never received:
     # kombu's BRPOP had taken it off the list, and the worker died before it reached `unacked`
     never_received = unanswered_and_queued(redis, good, others)
-    data = record(
-        "07a_poison_crash", title="Poison input that SIGKILLs its worker (`!crash`), max_deliveries=3",
-        submitted=len(good) + 1 + len(after),
-        delivered=sum(1 for o in others + after if not isinstance(o, Exception)) + isinstance(got, DeadLetteredError),
-        failed=len(failed_others) - len(never_received), lost=len(never_received),
-        duplicated=len(tap.duplicated(ids)),
+    after_ids = [j.id for j in after_jobs]
+    counts = tally(tap, redis, ids + [poison.id] + after_ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, never_received=len(never_received),
         executions=sum(ex.values()), re_executed=sum(1 for i in ids if ex[i] > 1),
         poison_executions=ex[poison.id], poison_result=type(got).__name__,
         republished=republished(redis, ids),
@@ -87,6 +87,7 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers,
     assert not never_received, data
     assert not failed_others, failed_others[:3]
     assert all(not isinstance(o, Exception) for o in after)
+    assert counts["lost"] == 0 and counts["failed"] == 1 and counts["duplicated"] == 0, data   # the poison only
     assert data["innocents_dead_lettered"] == 0
     assert len(sup.exits) == 3 and all(c == -9 for _, c, _ in sup.exits), sup.exits
     assert st["dead_letters"]["count"] >= 1
@@ -95,7 +96,8 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(fast_env, workers,
     assert wait_for(lambda: unacked(redis) == 0, 20, what="unacked to empty")
 
 
-def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers, client, redis, tap):
+@pytest.mark.scenario("07b_poison_hang", "Poison input that hangs the forward pass (`!hang`): soft 4 s, hard 5 s")
+def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers, client, redis, tap, scenario):
     workers.start("debug", n=2, slots=4)
     sup = Supervisor(workers, "debug", slots=4)
     sup.start()
@@ -109,7 +111,8 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers
         others = [outcome(j, 90) for j in later]
         wait_for(lambda: sup.exits, 30, what="the wedged worker to exit")
         t_exit = sup.exits[0][2]
-        after = [outcome(j, 60) for j in client.submit_many("debug", [["after"]] * 10)]
+        after_jobs = client.submit_many("debug", [["after"]] * 10)
+        after = [outcome(j, 60) for j in after_jobs]
     finally:
         sup.stop()
     ids = [j.id for j in later]
@@ -117,12 +120,10 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers
     dl = dead_letters(redis, 50)
     failed_others = [o for o in others if isinstance(o, Exception)]
     never_received = unanswered_and_queued(redis, later, others)
-    data = record(
-        "07b_poison_hang", title="Poison input that hangs the forward pass (`!hang`): soft 4 s, hard 5 s",
-        submitted=len(ids) + 1 + len(after),
-        delivered=sum(1 for o in others + after if not isinstance(o, Exception)) + isinstance(got, JobTimeoutError),
-        failed=len(failed_others) - len(never_received), lost=len(never_received),
-        duplicated=len(tap.duplicated(ids)), executions=sum(ex.values()) + 1, re_executed=sum(1 for i in ids if ex[i] > 1),
+    counts = tally(tap, redis, ids + [hang.id] + [j.id for j in after_jobs], "elastiq.debug")
+    data = scenario.record(
+        **counts, never_received=len(never_received),
+        executions=sum(executions(redis, ids + [hang.id]).values()), re_executed=sum(1 for i in ids if ex[i] > 1),
         poison_result=type(got).__name__, poison_timeout_s=round(t_timeout - t0, 1),
         republished=republished(redis, ids),
         worker_exit_codes=[c for _, c, _ in sup.exits],
@@ -133,5 +134,6 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(fast_env, workers
     assert [c for _, c, _ in sup.exits] == [EXIT_HARD_TIME_LIMIT], sup.exits
     assert not failed_others, failed_others[:3]
     assert all(not isinstance(o, Exception) for o in after)
+    assert counts["lost"] == 0 and counts["failed"] == 1 and counts["duplicated"] == 0, data   # the hang only
     assert not tap.duplicated(ids)
     assert wait_for(lambda: unacked(redis) == 0, 20, what="unacked to empty")

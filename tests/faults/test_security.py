@@ -19,7 +19,7 @@ import pytest
 from elastiq import procs
 from elastiq.errors import BrokerUnavailableError
 from tests.conftest import ROOT, WorkerPool, require
-from tests.faults.conftest import exit_code, record
+from tests.faults.conftest import ResultTap, exit_code, tally
 
 pytestmark = pytest.mark.faults
 
@@ -146,22 +146,34 @@ def flower_sees_worker(url, ca, wid, tmp_path) -> bool:
             flower.wait()
 
 
-def test_password_and_tls_end_to_end(models_env, certs, tls_redis, tmp_path, monkeypatch):
+@pytest.mark.scenario("09d_tls_password", "Redis password + TLS (certificate and hostname checked): client and "
+                                          "worker end to end")
+def test_password_and_tls_end_to_end(models_env, certs, tls_redis, tmp_path, monkeypatch, scenario):
+    from elastiq.celeryconf import redis_client
+    from elastiq.settings import Settings
+
     port = tls_redis
     url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0"
     monkeypatch.setenv("ELASTIQ_REDIS_CA", str(certs / "ca.pem"))
     monkeypatch.setenv("ELASTIQ_REDIS_URL", url)
+    observer = redis_client(Settings.from_env(redis_url=url))
+    tap = ResultTap(observer)
+    tap.start()
     pool = WorkerPool(url, tmp_path)
     try:
         (wid,) = pool.start("debug", n=1, slots=4, env={"ELASTIQ_REDIS_CA": str(certs / "ca.pem")})
         from producer import Client
 
         with Client(url) as c:
-            results = [j.result(timeout=60).outputs for j in c.submit_many("debug", [["hello"], ["tls!"]])]
+            jobs = c.submit_many("debug", [["hello"], ["tls!"]])
+            results = [j.result(timeout=60).outputs for j in jobs]
         log = pool.log(wid)
         flower_sees = flower_sees_worker(url, certs / "ca.pem", wid, tmp_path)
+        counts = tally(tap, observer, [j.id for j in jobs], "elastiq.debug")
     finally:
         pool.stop_all()
+        tap.stop()
+        observer.close()
     refusals = {
         "wrong CA": try_submit(url, certs / "other-ca.pem", monkeypatch),
         "no CA given (system store)": try_submit(url, None, monkeypatch),
@@ -169,10 +181,10 @@ def test_password_and_tls_end_to_end(models_env, certs, tls_redis, tmp_path, mon
         "no password": try_submit(f"rediss://127.0.0.1:{port}/0", certs / "ca.pem", monkeypatch),
         "plain text to the TLS port": try_submit(f"redis://:{PASSWORD}@127.0.0.1:{port}/0", None, monkeypatch),
     }
-    record("09d_tls_password", title="Redis password + TLS (cert checks on): client and worker end to end",
-           submitted=2, delivered=len(results), lost=2 - len(results), duplicated=0, re_executed=0,
-           flower_over_tls=flower_sees, refused={k: (v or "ACCEPTED")[:120] for k, v in refusals.items()})
+    data = scenario.record(**counts, re_executed=None, flower_over_tls=flower_sees,
+                           refused={k: (v or "ACCEPTED")[:120] for k, v in refusals.items()})
     assert results == [[5], [4]]
+    assert counts["delivered"] == 2 and counts["lost"] == counts["duplicated"] == 0, data
     assert flower_sees, "Flower reached the workers over TLS with the password"
     assert "rediss://" in log and PASSWORD not in log, "the worker used TLS and did not log the password"
     for case, err in refusals.items():
@@ -234,7 +246,9 @@ def test_certificate_for_another_host_is_refused(models_env, certs, tmp_path, mo
     assert off_code not in (0, None) and "ssl_check_hostname" in pool.log(wid_off), pool.log(wid_off)[-2000:]
 
 
-def test_local_stack_listens_on_loopback_only(models_env, tmp_path):
+@pytest.mark.scenario("09e_loopback_only", "`elastiq up` + Flower + autoscaler metrics: every listening socket of "
+                                           "the stack")
+def test_local_stack_listens_on_loopback_only(models_env, tmp_path, scenario):
     require(shutil.which("redis-server") is not None, "redis-server is not installed")
     import psutil
 
@@ -278,9 +292,7 @@ def test_local_stack_listens_on_loopback_only(models_env, tmp_path):
             auto.wait(20)
         cli("down")
     exposed = {k: v for k, v in listening.items() if any(not a.startswith(("127.0.0.1:", "::1:")) for a in v)}
-    record("09e_loopback_only", title="`elastiq up` + Flower + autoscaler metrics: every listening socket of the stack",
-           submitted=0, delivered=0, lost=0, duplicated=0, re_executed=0, processes=len(pids),
-           listening=listening, exposed=exposed)
+    scenario.record(processes=len(pids), listening=listening, exposed=exposed)    # no jobs in this scenario
     assert len(pids) >= 4 and listening, listening
     assert state["flower_port"] and any(a.endswith(f":{state['flower_port']}") for v in listening.values() for a in v)
     assert not exposed, exposed
