@@ -121,7 +121,8 @@ def main(argv=None) -> int:
 
     heartbeat = Heartbeat(redis, state, interval_s=settings.heartbeat_interval_s,
                           ttl_s=settings.heartbeat_ttl_s, on_drain=drain,
-                          extra=lambda: {"models": names, "batching": {
+                          extra=lambda: {"models": names, "engines": {n: r.engine for n, r in runtimes.items()},
+                                         "batching": {
                               n: b.stats.as_dict() for n, b in batchers.items()}})
 
     from celery import signals
