@@ -165,7 +165,7 @@ def test_docker_api_errors_back_off_report_no_flap_recover(redis_url, redis, doc
     errors = [r for r in fault_rows if r["action"] == "error"]
     holds = [r for r in fault_rows if "backing off" in r["reason"]]
     acts = [r for r in fault_rows if r["action"].startswith(("up", "down"))]
-    data = scenario.record(    # no jobs in this scenario: containers are counted on the engine directly
+    scenario.record(    # no jobs in this scenario: containers are counted on the engine directly
         recovery_s_max=round(recovered_at - t_clear, 2) if recovered_at else None,
         errors_reported=len(errors), ticks_backing_off=len(holds), scale_actions_during_faults=len(acts),
         containers_before=len(before), containers_during=len(during), containers_after=len(after),
