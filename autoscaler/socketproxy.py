@@ -9,13 +9,16 @@ one is small and strict. It forwards only:
 - ``GET /containers/json`` -- the answer is filtered down to the allowed containers;
 - ``GET /containers/{id}/json``, ``POST /containers/{id}/start|stop|kill``,
   ``DELETE /containers/{id}`` -- only for a container carrying every required label;
-- ``POST /containers/create`` -- only for the configured image, with the required labels
-  (other labels only under ``com.docker.compose.`` / ``elastiq.``), on an allowed network,
-  and nothing that widens the container's power: no ``Privileged``, binds, mounts,
-  volumes, devices, added capabilities, host PID/IPC/UTS/userns, published ports,
-  security options other than ``no-new-privileges``, or root user.
+- ``POST /containers/create`` -- only a body that :mod:`autoscaler.proxy_policy` allows:
+  the configured image with the required labels (others only under
+  ``com.docker.compose.`` / ``elastiq.``), on an allowed network, with ``CapDrop: ["ALL"]``
+  and ``no-new-privileges``, as a user the image maps to a non-zero uid (read from the
+  image's ``/etc/passwd``, cached per image id), and nothing that widens the container's
+  power (an allow-list: every other key must be null). The engine gets the checked body
+  re-encoded, never the client's bytes.
 
-Everything else is answered ``403`` with the reason, and every call is logged.
+Lifecycle calls carry no body (old API versions let ``start`` set a HostConfig), and API
+versions below 1.24 are refused. Everything else is answered ``403`` with the reason, and every call is logged.
 
     elastiq-socketproxy: python -m autoscaler.socketproxy
       ELASTIQ_PROXY_LISTEN=0.0.0.0:2375          (default 127.0.0.1:2375)
@@ -28,114 +31,37 @@ Everything else is answered ``403`` with the reason, and every call is logged.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
 import os
 import re
 import socket
 import sys
-from dataclasses import dataclass, field
+import tarfile
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Mapping
-from urllib.parse import unquote, urlsplit
+from typing import Mapping
+from urllib.parse import quote, unquote, urlsplit
 
-from elastiq.errors import ConfigError
+from autoscaler.proxy_policy import (
+    ImageUsers,
+    Policy,
+    Refused,
+    check_create,
+    parse_body,
+    refusal,
+)
+
+__all__ = ["ImageUsers", "Policy", "Proxy", "Upstream", "check_create", "refusal", "serve"]
 
 log = logging.getLogger("elastiq.socketproxy")
 
 MAX_BODY = 1 << 20
-LABEL_PREFIXES = ("com.docker.compose.", "elastiq.")
-# HostConfig keys a created container may set; any other key must be empty/false/zero.
-SAFE_HOST_KEYS = {
-    "NetworkMode", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "CpusetCpus", "Memory",
-    "MemorySwap", "MemoryReservation", "RestartPolicy", "LogConfig", "SecurityOpt", "CapDrop",
-    "Init", "ShmSize", "PidsLimit", "AutoRemove", "ReadonlyRootfs", "Tmpfs", "OomScoreAdj",
-    "MaskedPaths", "ReadonlyPaths", "ConsoleSize", "CgroupnsMode", "IpcMode", "Isolation",
-    "Ulimits", "Links", "ExtraHosts", "Dns", "DnsOptions", "DnsSearch", "PortBindings",
-}
-SAFE_CONFIG_KEYS = {
-    "Image", "Env", "Cmd", "Entrypoint", "Labels", "Healthcheck", "StopSignal", "StopTimeout",
-    "User", "WorkingDir", "Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr",
-    "Tty", "OpenStdin", "StdinOnce", "HostConfig", "NetworkingConfig", "ExposedPorts",
-    "NetworkDisabled", "ArgsEscaped", "OnBuild", "MacAddress", "Volumes",
-}
-_VERSION = re.compile(r"^/v\d+\.\d+(?=/)")
+MIN_API = (1, 24)
+PROBE_LABEL = "elastiq.proxy-probe"
+_VERSION = re.compile(r"^/v(\d+)\.(\d+)(?=/)")
 _CONTAINER = re.compile(r"^/containers/([A-Za-z0-9][A-Za-z0-9_.-]*)(/json|/start|/stop|/kill)?$")
-
-
-@dataclass(frozen=True)
-class Policy:
-    image: str
-    labels: Mapping[str, str]
-    networks: frozenset[str] = field(default_factory=frozenset)   # empty: learned from containers
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Policy":
-        env = os.environ if env is None else env
-        image = env.get("ELASTIQ_PROXY_IMAGE", "")
-        labels = dict(_pair(p) for p in env.get("ELASTIQ_PROXY_LABELS", "").split(",") if p.strip())
-        if not image or not labels:
-            raise ConfigError("ELASTIQ_PROXY_IMAGE and ELASTIQ_PROXY_LABELS (k=v,...) are required")
-        nets = frozenset(n.strip() for n in env.get("ELASTIQ_PROXY_NETWORKS", "").split(",") if n.strip())
-        return cls(image, labels, nets)
-
-    def owns(self, labels: Mapping[str, str] | None) -> bool:
-        labels = labels or {}
-        return all(labels.get(k) == v for k, v in self.labels.items())
-
-
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.strip().partition("=")
-    if not sep or not key:
-        raise ConfigError(f"ELASTIQ_PROXY_LABELS: {text!r} is not key=value")
-    return key, value
-
-
-def _empty(value) -> bool:
-    return value in (None, "", [], {}, False, 0)
-
-
-def check_create(policy: Policy, body: dict, networks: frozenset[str]) -> str | None:
-    """Why this ``POST /containers/create`` body is refused, or None if it is allowed."""
-    if not isinstance(body, dict):
-        return "body is not a JSON object"
-    for key, value in body.items():
-        if key not in SAFE_CONFIG_KEYS and not _empty(value):
-            return f"{key} is not allowed"
-    if body.get("Image") != policy.image:
-        return f"image {body.get('Image')!r} is not the worker image {policy.image!r}"
-    labels = body.get("Labels") or {}
-    if not policy.owns(labels):
-        return f"labels must include {dict(policy.labels)}"
-    if labels.get("com.docker.compose.oneoff", "False") != "False":
-        return "one-off containers are not allowed"
-    stray = [k for k in labels if not k.startswith(LABEL_PREFIXES)]
-    if stray:
-        return f"labels {stray} are not allowed"
-    if not _empty(body.get("Volumes")):
-        return "volumes are not allowed"
-    user = str(body.get("User") or "")
-    if user.split(":")[0] in ("root", "0"):
-        return "running as root is not allowed"
-    host = body.get("HostConfig") or {}
-    for key, value in host.items():
-        if key not in SAFE_HOST_KEYS and not _empty(value):
-            return f"HostConfig.{key} is not allowed"
-    for opt in host.get("SecurityOpt") or []:
-        if opt not in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
-            return f"security option {opt!r} is not allowed"
-    if host.get("IpcMode") not in (None, "", "private", "none", "shareable"):
-        return f"IpcMode {host.get('IpcMode')!r} is not allowed"
-    if host.get("CgroupnsMode") not in (None, "", "private"):
-        return "CgroupnsMode host is not allowed"
-    if any(_empty(v) is False for v in (host.get("PortBindings") or {}).values()):
-        return "published ports are not allowed"
-    mode = host.get("NetworkMode") or ""
-    endpoints = set(((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).keys())
-    wanted = ({mode} if mode else set()) | endpoints
-    if not wanted or not wanted <= networks:
-        return f"network {sorted(wanted) or 'default'} is not one of {sorted(networks)}"
-    return None
 
 
 class Upstream:
@@ -180,29 +106,100 @@ class Upstream:
         return (info.get("Config") or {}).get("Labels") or {}, info
 
 
+class ImageUserCache:
+    """The users of the worker image, read from its own /etc/passwd and /etc/group.
+
+    A container is created from the image (never started), the two files are copied out
+    of it (``GET /containers/{id}/archive``) and it is removed. Cached per image id, so a
+    rebuilt image is read again.
+    """
+
+    def __init__(self, upstream: Upstream):
+        self.upstream = upstream
+        self._by_id: dict[str, ImageUsers] = {}
+        self._lock = threading.Lock()
+
+    def get(self, image: str) -> ImageUsers:
+        status, _, data = self.upstream.request("GET", f"/images/{quote(image, safe='')}/json")
+        if status != 200:
+            raise Refused(f"image {image!r} cannot be inspected (HTTP {status})")
+        info = json.loads(data)
+        with self._lock:
+            if info["Id"] not in self._by_id:
+                default = (info.get("Config") or {}).get("User") or ""
+                passwd, group = self._read(image, ("/etc/passwd", "/etc/group"))
+                self._by_id[info["Id"]] = ImageUsers.parse(default, passwd, group)
+            return self._by_id[info["Id"]]
+
+    def _read(self, image: str, paths: tuple[str, ...]) -> list[str]:
+        probe = {"Image": image, "Cmd": ["true"], "NetworkDisabled": True, "Labels": {PROBE_LABEL: "1"},
+                 "HostConfig": {"NetworkMode": "none", "CapDrop": ["ALL"],
+                                "SecurityOpt": ["no-new-privileges"]}}
+        status, _, data = self.upstream.request("POST", "/containers/create", json.dumps(probe).encode(),
+                                                {"Content-Type": "application/json"})
+        if status != 201:
+            raise Refused(f"cannot read the users of image {image!r} (HTTP {status})")
+        ident = json.loads(data)["Id"]
+        try:
+            return [self._file(ident, path) for path in paths]
+        finally:
+            self.upstream.request("DELETE", f"/containers/{ident}?force=1&v=1")
+
+    def _file(self, ident: str, path: str) -> str:
+        status, _, data = self.upstream.request("GET", f"/containers/{ident}/archive?path={quote(path)}")
+        if status == 404:
+            return ""
+        if status != 200:
+            raise Refused(f"cannot read {path} of the image (HTTP {status})")
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            if member is None or not member.isfile() or member.size > MAX_BODY:
+                raise Refused(f"{path} of the image is not a regular file")
+            return tar.extractfile(member).read().decode("utf-8", "replace")
+
+
 class Proxy:
     """The decision for one request; ``handle`` returns (status, headers, body)."""
 
     def __init__(self, policy: Policy, upstream: Upstream):
         self.policy = policy
         self.upstream = upstream
+        self.image_users = ImageUserCache(upstream)
 
     def allowed_networks(self) -> frozenset[str]:
+        """The configured networks; else those of the allowed containers (never host)."""
         if self.policy.networks:
             return self.policy.networks
         nets: set[str] = set()
         for c in self._owned_list(all_=True):
             nets |= set(((c.get("NetworkSettings") or {}).get("Networks") or {}).keys())
-        return frozenset(nets)
+        return frozenset(nets - {"host"})
 
     def _owned_list(self, all_: bool) -> list[dict]:
         status, _, data = self.upstream.request("GET", "/containers/json?all=1" if all_ else "/containers/json")
         return [c for c in json.loads(data) if self.policy.owns(c.get("Labels"))] if status == 200 else []
 
+    def create(self, raw_path: str, body: bytes):
+        try:
+            checked = check_create(self.policy, parse_body(body or b"null"), self.allowed_networks(),
+                                   self.image_users.get(self.policy.image))
+        except Refused as exc:
+            return _refuse(str(exc))
+        return self.upstream.request("POST", raw_path, json.dumps(checked).encode(),
+                                     {"Content-Type": "application/json"})
+
     def handle(self, method: str, raw_path: str, body: bytes, headers: Mapping[str, str]):
         parts = urlsplit(raw_path)
-        path = _VERSION.sub("", unquote(parts.path))
-        forward = lambda: self.upstream.request(method, raw_path, body or None, headers)  # noqa: E731
+        path = unquote(parts.path)
+        version = _VERSION.match(path)
+        if version and (int(version.group(1)), int(version.group(2))) < MIN_API:
+            return _refuse(f"API version {version.group(0)[1:]} is too old (>= 1.24)")
+        path = _VERSION.sub("", path)
+        forward = lambda: self.upstream.request(method, raw_path, None, headers)  # noqa: E731
+        if method == "POST" and path == "/containers/create":
+            return self.create(raw_path, body)
+        if body:
+            return _refuse(f"{method} {path} with a request body is not allowed")
         if method in ("GET", "HEAD") and path in ("/_ping", "/version"):
             return forward()
         if method == "GET" and path == "/containers/json":
@@ -210,26 +207,22 @@ class Proxy:
             if status == 200:
                 data = json.dumps([c for c in json.loads(data) if self.policy.owns(c.get("Labels"))]).encode()
             return status, hdrs, data
-        if method == "POST" and path == "/containers/create":
-            try:
-                reason = check_create(self.policy, json.loads(body or b"null"), self.allowed_networks())
-            except ValueError:
-                reason = "body is not JSON"
-            return forward() if reason is None else _refuse(reason)
         m = _CONTAINER.match(path)
         if m:
-            action = m.group(2) or ""
-            ok = (method == "GET" and action == "/json") or (method == "POST" and action in ("/start", "/stop", "/kill")) \
-                or (method == "DELETE" and action == "")
-            if not ok:
-                return _refuse(f"{method} {path} is not allowed")
-            labels, _ = self.upstream.labels(m.group(1))
-            if labels is None:
-                return forward()          # let the engine answer 404
-            if not self.policy.owns(labels):
-                return _refuse(f"container {m.group(1)[:12]} is not one this proxy manages")
-            return forward()
+            return self._lifecycle(method, m.group(1), m.group(2) or "", path, forward)
         return _refuse(f"{method} {path} is not allowed")
+
+    def _lifecycle(self, method: str, ident: str, action: str, path: str, forward):
+        ok = (method == "GET" and action == "/json") or (method == "POST" and action in ("/start", "/stop", "/kill")) \
+            or (method == "DELETE" and action == "")
+        if not ok:
+            return _refuse(f"{method} {path} is not allowed")
+        labels, _ = self.upstream.labels(ident)
+        if labels is None:
+            return forward()          # let the engine answer 404
+        if not self.policy.owns(labels):
+            return _refuse(f"container {ident[:12]} is not one this proxy manages")
+        return forward()
 
 
 def _refuse(reason: str):
@@ -280,7 +273,7 @@ def serve(policy: Policy, listen: str = "127.0.0.1:2375", upstream: str = "/var/
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("ELASTIQ_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    policy = Policy.from_env()
+    policy = Policy.from_env(os.environ)
     listen = os.environ.get("ELASTIQ_PROXY_LISTEN", "127.0.0.1:2375")
     server = serve(policy, listen, os.environ.get("ELASTIQ_PROXY_UPSTREAM", "/var/run/docker.sock"))
     log.info("docker socket proxy on %s for image %s, labels %s", listen, policy.image, dict(policy.labels))

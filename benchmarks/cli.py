@@ -2,7 +2,8 @@
 
 Each benchmark module has ``run(smoke=False, **kw) -> dict`` and optionally
 ``plot(report, path)``. The report is printed as JSON (``--json -``, the default) or
-written to a file.
+written to a file, with the git commit of the code (``<sha>+dirty`` with local changes)
+and the load average taken before the run started.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import argparse
 import importlib
 import json
 import sys
+import time
+
+from benchmarks.provenance import git_commit, load_avg
 
 BENCHMARKS: dict[str, str] = {
     "efficiency": "pool jobs/s ÷ the in-process model limit (1- and 8-sentence jobs)",
@@ -39,7 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     module = importlib.import_module(f"benchmarks.{args.name}")
-    report = module.run(smoke=args.smoke)
+    start = {"git_commit": git_commit(), "load_avg_at_start": load_avg(),
+             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    report = {**start, **module.run(smoke=args.smoke)}
     report.setdefault("smoke", args.smoke)
     text = json.dumps(report, indent=2, default=str)
     if args.json == "-":

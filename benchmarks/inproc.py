@@ -1,9 +1,14 @@
-"""The in-process model limit: one process, one model copy, fixed batches, no queue.
+"""The in-process model limit: one process, one model copy, no queue -- batched the way a
+worker batches.
 
 Run as a child process by :func:`benchmarks.harness.inprocess_limit`, several at once:
 each loads the model, prints ``ready``, waits for ``go`` on stdin (so all children run
-over the same window), then tokenises + runs + L2-normalises batches for ``--seconds``
-and prints one JSON line ``{"texts": n, "seconds": s}``.
+over the same window), then hands groups of ``--group`` texts to the worker's own
+micro-batcher (:class:`workers.batcher.Batcher`: length-sorted, cut into passes of at most
+``--batch`` texts and ``--max-tokens`` padded tokens by the same cost rule) and
+post-processes the outputs as a job would (``runtime.postprocess``), for ``--seconds``.
+It prints one JSON line: texts done, seconds, the engine the runtime reports, and the
+batcher's own padding (padded / real tokens) and passes.
 """
 
 from __future__ import annotations
@@ -18,42 +23,47 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.inproc")
     p.add_argument("--model", default="minilm")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, help="max texts per forward pass (the worker's default)")
+    p.add_argument("--max-tokens", type=int, default=8192, help="max padded tokens per pass (the worker's default)")
+    p.add_argument("--group", type=int, default=32, help="texts handed to the batcher at once")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--texts", required=True, help="JSON file: a list of strings")
     args = p.parse_args(argv)
 
     from elastiq.registry import Registry
     from workers import runtime as rt
+    from workers.batcher import Batcher, BatchStats
 
     texts = json.loads(open(args.texts).read())
     spec = Registry.from_env().get(args.model)
     if spec.kind != "debug":
         rt.configure_torch(args.threads)
     model = rt.load(spec)
-    batches = [texts[i:i + args.batch] for i in range(0, len(texts), args.batch)] or [["x"]]
-    run_batch(model, batches[0])                      # warm-up pass
+    batcher = Batcher(model, max_batch=args.batch, max_tokens=args.max_tokens)
+    groups = [texts[i:i + args.group] for i in range(0, len(texts), args.group)] or [["x"]]
+    run_group(batcher, model, groups[0])              # warm-up pass
+    batcher.stats = BatchStats()
     print("ready", flush=True)
     sys.stdin.readline()
     done, k = 0, 0
     started = time.perf_counter()
     end = started + args.seconds
     while time.perf_counter() < end:
-        done += run_batch(model, batches[k % len(batches)])
+        done += run_group(batcher, model, groups[k % len(groups)])
         k += 1
-    print(json.dumps({"texts": done, "seconds": time.perf_counter() - started}), flush=True)
+    seconds = time.perf_counter() - started
+    stats = batcher.stats.as_dict()
+    batcher.close()
+    print(json.dumps({"texts": done, "seconds": seconds, "engine": model.engine,
+                      "padded_tokens": stats["padded_tokens"], "real_tokens": stats["real_tokens"],
+                      "passes": stats["batches"]}), flush=True)
     return 0
 
 
-def run_batch(model, texts: list[str]) -> int:
-    """Tokenise, run and normalise one batch, as a library user would; returns its size."""
-    import numpy as np
-
-    ids = model.encode(texts)
-    out = model.forward(ids)
-    if model.kind == "embed":
-        arr = np.stack(out)
-        arr /= np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+def run_group(batcher, model, texts: list[str]) -> int:
+    """One group through the batcher and the job's post-processing; returns its size."""
+    raw, _ = batcher.submit(texts).result()
+    model.postprocess(raw, {})
     return len(texts)
 
 

@@ -29,6 +29,7 @@ def run(*, smoke: bool = False, model: str = "minilm", counts: tuple[int, ...] =
         counts, jobs = (1, 2), 60
     report: dict = {"benchmark": "memory", "model": model, "machine": h.machine(), "pools": []}
     texts = h.mixed_texts(jobs)
+    engines: list = []
     with h.stack() as st:
         for n in counts:
             h.stage(f"{n} worker(s)")
@@ -36,6 +37,7 @@ def run(*, smoke: bool = False, model: str = "minilm", counts: tuple[int, ...] =
             with st.client() as client:
                 h.run_jobs(client, model, [[t] for t in texts])
             rows = [{"worker": w, **_proc_mb(st.workers[w].pid)} for w in ids]
+            engines.append(h.pool_engine(st, model))
             report["pools"].append({
                 "workers": n, "per_worker": rows,
                 "rss_mb_per_worker": round(sum(r.get("rss_mb", 0) for r in rows) / n, 1),
@@ -46,6 +48,7 @@ def run(*, smoke: bool = False, model: str = "minilm", counts: tuple[int, ...] =
     for p in report["pools"]:
         p["pss_vs_n_times_one"] = round(p["total_pss_mb"] / (p["workers"] * one), 3) if one else None
     report["rss_mb_per_worker"] = report["pools"][0]["rss_mb_per_worker"]
+    report["engine"] = h.one_engine(engines)
     return report
 
 

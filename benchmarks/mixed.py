@@ -35,12 +35,16 @@ def _pool_run(st: h.Stack, model: str, items, workers: int, slots: int, extra, p
     with st.client() as client:
         result = h.run_jobs(client, model, items, progress=progress)
     result.update(_padding(st, model))
+    result["engine"] = h.pool_engine(st, model)
     st.stop_workers()
     return result
 
 
+KEYS = ("texts_per_s", "jobs_per_s", "padding_ratio", "mean_batch_size")
+
+
 def run(*, smoke: bool = False, model: str = "minilm", workers: int = 2, slots: int = 16,
-        jobs: int = 120, per_job: int = 8) -> dict:
+        jobs: int = 120, per_job: int = 8, rounds: int = h.ROUNDS) -> dict:
     if smoke:
         jobs = 16
     texts = h.mixed_texts(jobs * per_job)
@@ -48,14 +52,18 @@ def run(*, smoke: bool = False, model: str = "minilm", workers: int = 2, slots: 
     report: dict = {"benchmark": "mixed", "model": model, "machine": h.machine(),
                     "target_ratio": TARGET_RATIO, "target_padding_ratio": TARGET_PADDING,
                     "workers": workers, "slots": slots, "threads": 1, "jobs": jobs, "texts_per_job": per_job,
+                    "rounds": rounds,
                     "text_chars": {"min": min(map(len, texts)), "median": sorted(map(len, texts))[len(texts) // 2],
                                    "max": max(map(len, texts))}}
     with h.stack() as st:
-        h.stage(f"FIFO batches (--no-sort): {jobs} jobs x {per_job} mixed-length texts")
-        report["fifo"] = _pool_run(st, model, items, workers, slots, ["--no-sort"], not smoke)
-        h.stage("length-sorted batches")
-        report["sorted"] = _pool_run(st, model, items, workers, slots, [], not smoke)
-    report["ratio"] = round(report["sorted"]["texts_per_s"] / report["fifo"]["texts_per_s"], 3)
+        h.stage(f"FIFO (--no-sort) and length-sorted batches: {jobs} jobs x {per_job} mixed-length texts")
+        runs = h.alternate({"fifo": lambda _: _pool_run(st, model, items, workers, slots, ["--no-sort"], not smoke),
+                            "sorted": lambda _: _pool_run(st, model, items, workers, slots, [], not smoke)}, rounds)
+    report["fifo"] = h.summarize(runs["fifo"], KEYS)
+    report["sorted"] = h.summarize(runs["sorted"], KEYS)
+    report["engine"] = h.one_engine(r["engine"] for arm in runs.values() for r in arm)
+    report["ratio_spread"] = h.ratio_spread(runs["sorted"], runs["fifo"], "texts_per_s")
+    report["ratio"] = report["ratio_spread"]["median"]
     report["padding_ratio_sorted"] = report["sorted"]["padding_ratio"]
     report["padding_ratio_fifo"] = report["fifo"]["padding_ratio"]
     report["meets_target"] = (report["ratio"] >= TARGET_RATIO
@@ -73,7 +81,8 @@ def plot(report: dict, path: str) -> None:
     a.bar(["FIFO", "length-sorted"], [report["fifo"]["texts_per_s"], report["sorted"]["texts_per_s"]],
           color=["grey", "tab:blue"])
     a.set_ylabel("texts/s")
-    a.set_title(f"mixed lengths: {report['ratio']:.2f}x")
+    a.set_title(f"mixed lengths: {report['ratio']:.2f}x [{report['ratio_spread']['min']:.2f}-"
+                f"{report['ratio_spread']['max']:.2f}]")
     b.bar(["FIFO", "length-sorted"], [report["padding_ratio_fifo"] or 0, report["padding_ratio_sorted"] or 0],
           color=["grey", "tab:blue"])
     b.axhline(TARGET_PADDING, color="red", ls="--", lw=1)

@@ -1,7 +1,8 @@
 """``elastiq bench quantize``: int8 (dynamic) and bf16 MiniLM vs fp32 — speed and agreement.
 
-Speed: the in-process limit (``processes`` × 1 thread, batch 32) of each variant, measured
-in the same run; ratio = variant ÷ fp32. Agreement: cosine between each variant's
+Speed: the in-process limit (``processes`` × 1 thread, the worker's batcher) of each
+variant, the variants measured in alternating order over ``rounds`` rounds; speed-up =
+variant ÷ fp32 of the same round (median, min, max). Agreement: cosine between each variant's
 embeddings and fp32's on a check set (the built-in corpus plus mixed-length texts);
 the mean must stay ≥ 0.99 (the min is reported too). Variants are registry entries
 with ``options.quantize`` (``minilm-int8``: the selected layers, ``minilm-int8-all``: every
@@ -17,6 +18,7 @@ VARIANTS = ("minilm", "minilm-int8", "minilm-int8-all", "minilm-bf16")
 
 
 def _embed(name: str, texts: list[str]):
+    """The check set's embeddings by variant ``name``, and the engine that computed them."""
     import numpy as np
 
     from elastiq.registry import Registry
@@ -27,34 +29,39 @@ def _embed(name: str, texts: list[str]):
     for i in range(0, len(texts), 32):
         out.extend(model.forward(model.encode(texts[i:i + 32])))
     arr = np.stack(out).astype(np.float64)
-    return arr / np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.linalg.norm(arr, axis=1, keepdims=True), model.engine
 
 
-def run(*, smoke: bool = False, processes: int = 2, seconds: float = 5.0) -> dict:
+def run(*, smoke: bool = False, processes: int = 2, seconds: float = 5.0, rounds: int = h.ROUNDS) -> dict:
     if smoke:
         seconds, processes = 1.0, 1
     check = h.corpus() + h.mixed_texts(40 if smoke else 200, seed=1)
     speed_texts = h.sentences(512)
     report: dict = {"benchmark": "quantize", "machine": h.machine(), "min_mean_cosine": MIN_MEAN_COSINE,
                     "check_texts": len(check), "processes": processes, "threads": 1, "batch": 32,
-                    "variants": {}}
+                    "rounds": rounds, "variants": {}}
+    engines = []
     with h.stack():
         from workers import runtime as rt
 
         rt.configure_torch(1)
+        h.stage("in-process speed of each variant, alternating")
+        speed = h.alternate({name: (lambda _, n=name: h.inprocess_limit(n, speed_texts, processes=processes,
+                                                                         seconds=seconds)) for name in VARIANTS},
+                            rounds)
         ref = None
         for name in VARIANTS:
-            h.stage(f"{name}: in-process speed and check-set embeddings")
-            speed = h.inprocess_limit(name, speed_texts, processes=processes, seconds=seconds)
-            emb = _embed(name, check)
-            if ref is None:
-                ref = emb
+            h.stage(f"{name}: check-set embeddings")
+            emb, engine = _embed(name, check)
+            engines += [engine] + [r["engine"] for r in speed[name]]
+            ref = emb if ref is None else ref
             cos = (emb * ref).sum(1)
-            report["variants"][name] = {"texts_per_s": speed["texts_per_s"],
+            report["variants"][name] = {**h.summarize(speed[name], ("texts_per_s",)),
                                         "cosine_mean": round(float(cos.mean()), 5),
                                         "cosine_min": round(float(cos.min()), 5)}
-    base = report["variants"]["minilm"]["texts_per_s"]
     for name, v in report["variants"].items():
-        v["speedup"] = round(v["texts_per_s"] / base, 3)
+        spread = h.ratio_spread(speed[name], speed["minilm"], "texts_per_s")
+        v["speedup"], v["speedup_spread"] = spread["median"], spread
         v["agrees"] = v["cosine_mean"] >= MIN_MEAN_COSINE
+    report["engine"] = h.one_engine(engines)
     return report

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import harness as h
+
 KEDA_HPA_DECISION_S = 30 + 15   # worst case: polling interval + HPA sync period
 
 
@@ -67,7 +69,8 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
             rel = lambda t: None if t is None else round(t - t0, 3)  # noqa: E731
             report = {
                 "benchmark": "reaction", "model": model, "jobs": jobs, "interval_s": interval_s,
-                "cpus": os.cpu_count(),
+                "cpus": os.cpu_count(), "machine": h.machine(),
+                "engine": h.one_engine((b.get("engines") or {}).get(model) for b in beats.values()),
                 "decision_s": rel(decision),
                 "worker_started_s": rel(started[0].started_at) if started else None,
                 "worker_ready_s": rel(ready_at),

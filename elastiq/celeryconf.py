@@ -37,7 +37,8 @@ def celery_config(settings: Settings) -> dict:
         broker_transport_options={"health_check_interval": 10},
     )
     if settings.redis_url.startswith("rediss://"):
-        conf["broker_use_ssl"] = conf["redis_backend_use_ssl"] = tls_options()
+        conf["broker_use_ssl"] = tls_options(settings)
+        conf["redis_backend_use_ssl"] = tls_options(settings)
     return conf
 
 

@@ -82,8 +82,9 @@ def run_burst(state, n_jobs: int) -> None:
         waits = [r.timings["queue_wait_ms"] for r in results]
         e2e = [(r.timings["finished_at"] - t0) * 1000 for r in results]
         workers = sorted({r.timings["worker"] for r in results})
-        print(f"\n== 3. {len(results)} results, 0 lost; {len(results) / elapsed:.0f} jobs/s over {elapsed:.1f}s "
-              f"on {len(workers)} worker(s)")
+        stored = stored_results(state.redis_url, [r.job_id for r in results])
+        print(f"\n== 3. {len(results)} results, {stored} of {n_jobs} stored by the workers in Redis; "
+              f"{len(results) / elapsed:.0f} jobs/s over {elapsed:.1f}s on {len(workers)} worker(s)")
         qw, ee = percentiles(waits), percentiles(e2e)
         print(f"   queue wait  p50 {qw[50]:8.0f} ms   p95 {qw[95]:8.0f} ms   p99 {qw[99]:8.0f} ms")
         print(f"   end to end  p50 {ee[50]:8.0f} ms   p95 {ee[95]:8.0f} ms   p99 {ee[99]:8.0f} ms")
@@ -98,6 +99,19 @@ def run_burst(state, n_jobs: int) -> None:
             best = np.argsort(-row)[:2]
             hits = "; ".join(f"{sentences[i]!r} ({row[i]:.2f})" for i in best)
             print(f"   {q!r:32} -> {hits}")
+
+
+def stored_results(redis_url: str, ids: list[str]) -> int:
+    """How many of ``ids`` have a successful result stored in Redis (read there, not from
+    what the client returned)."""
+    import json
+
+    r = redis_client(Settings.from_env(redis_url=redis_url))
+    try:
+        raw = r.mget([f"celery-task-meta-{i}" for i in ids]) if ids else []
+    finally:
+        r.close()
+    return sum(1 for x in raw if x and json.loads(x).get("status") == "SUCCESS")
 
 
 def wait_for_scale_in(state, home: Path, timeout_s: float) -> Path:

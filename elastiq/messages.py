@@ -12,8 +12,9 @@ The message sits in one Redis list per (queue, priority step), as kombu's Redis 
 keeps them: ``<queue>`` for priority 0-2, ``<queue>\\x06\\x16<step>`` for the other steps.
 Lower steps are taken first.
 
-Reading is :func:`decode`: size first, then JSON, then the shape; anything wrong raises
-:class:`BadMessage` with a reason, never another exception type.
+Reading is :func:`decode`: JSON, then the shape; anything wrong raises :class:`BadMessage`
+with a reason, never another exception type. (What may be decoded at all -- size -- and
+which task names may run is the worker's admission policy: workers/admission.py.)
 """
 
 from __future__ import annotations
@@ -22,25 +23,16 @@ import base64
 import binascii
 import json
 import os
-import re
 import socket
 import uuid
 from bisect import bisect
 from dataclasses import dataclass, field
 
 from elastiq import contract
-from elastiq.errors import DeadLetteredError, ElastiqError, InputTooLargeError
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 JSON = "application/json"
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
-ENVELOPE_BYTES = 65536     # headers and properties around a job's body, generously
-
-
-def max_item_bytes(max_message_bytes: int) -> int:
-    """The largest queue item a worker decodes: a job of ``max_message_bytes`` (the client's
-    limit on inputs + params), base64-encoded (4/3), plus its envelope."""
-    return max_message_bytes * 4 // 3 + ENVELOPE_BYTES
 
 
 def list_for(queue: str, priority: int | None) -> str:
@@ -93,31 +85,15 @@ def job_message(job_id: str, model: str, inputs: list[str], params: dict, *, sub
 
 
 class BadMessage(ValueError):
-    """A queue item that cannot be run; ``job_id`` is set when the item names one, and
-    ``error`` is the typed error its submitter gets back."""
+    """A queue item that cannot be run; ``job_id`` is set when the item names one."""
 
     def __init__(self, reason: str, job_id: str | None = None, task: str | None = None,
-                 headers: dict | None = None, error: type[ElastiqError] = DeadLetteredError):
+                 headers: dict | None = None):
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
         self.task = task
         self.headers = headers or {}
-        self.error = error
-
-
-# kombu writes the envelope's headers after its body: an oversized item's job id is near
-# its end, readable without decoding the body.
-_TAIL_ID = re.compile(r'"headers":\s*\{.*?"id":\s*"([A-Za-z0-9._:@-]{1,200})"', re.S)
-TAIL_BYTES = 65536
-
-
-def _peek_id(raw: str | bytes) -> str | None:
-    tail = raw[-TAIL_BYTES:]
-    if isinstance(tail, bytes):
-        tail = tail.decode("utf-8", errors="replace")
-    m = _TAIL_ID.search(tail)
-    return m.group(1) if m else None
 
 
 @dataclass
@@ -137,12 +113,8 @@ class TaskMessage:
             return None
 
 
-def decode(raw: str | bytes, max_bytes: int) -> TaskMessage:
-    """Read one queue item. Size is checked before anything is decoded."""
-    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
-    if size > max_bytes:
-        raise BadMessage(f"the queue item is {size} bytes, over the limit of {max_bytes}; "
-                         "refused before decoding", _peek_id(raw), error=InputTooLargeError)
+def decode(raw: str | bytes) -> TaskMessage:
+    """Read one queue item (the caller bounds its size first: workers/admission.py)."""
     try:
         env = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

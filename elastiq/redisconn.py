@@ -6,21 +6,22 @@ status command never import Celery.
 
 from __future__ import annotations
 
-import os
 import ssl
 from urllib.parse import urlsplit, urlunsplit
 
 from elastiq.settings import Settings
 
 
-def tls_options() -> dict:
-    """Certificate checks on by default (kombu silently skips them without this)."""
-    opts = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if os.environ.get("ELASTIQ_REDIS_CA"):
-        opts["ssl_ca_certs"] = os.environ["ELASTIQ_REDIS_CA"]
-    if os.environ.get("ELASTIQ_REDIS_CERT"):
-        opts["ssl_certfile"] = os.environ["ELASTIQ_REDIS_CERT"]
-        opts["ssl_keyfile"] = os.environ.get("ELASTIQ_REDIS_KEY", "")
+def tls_options(settings: Settings) -> dict:
+    """Certificate *and hostname* checks, set explicitly: kombu silently skips the
+    certificate check without ``ssl_cert_reqs``, and redis-py's ``ssl_check_hostname``
+    default has changed between versions (off before 6.0)."""
+    opts: dict = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
+    if settings.redis_ca:
+        opts["ssl_ca_certs"] = settings.redis_ca
+    if settings.redis_cert:
+        opts["ssl_certfile"] = settings.redis_cert
+        opts["ssl_keyfile"] = settings.redis_key or None
     return opts
 
 
@@ -31,10 +32,7 @@ def redis_client(settings: Settings):
     kwargs: dict = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 5,
                     "health_check_interval": 10, "retry_on_timeout": True}
     if settings.redis_url.startswith("rediss://"):
-        tls = tls_options()
-        kwargs["ssl_cert_reqs"] = "required"
-        if "ssl_ca_certs" in tls:
-            kwargs["ssl_ca_certs"] = tls["ssl_ca_certs"]
+        kwargs.update(tls_options(settings))
     return redis.Redis.from_url(settings.redis_url, **kwargs)
 
 

@@ -189,7 +189,9 @@ class Outcome:
 
 class Reservations:
     def __init__(self, redis, *, record_ttl_s: int = 3600, result_ttl_s: int = 3600,
-                 max_bytes: int = messages.max_item_bytes(1 << 20)):
+                 max_bytes: int = 1 << 24):
+        """``max_bytes``: items longer than this are held without being decoded (the
+        worker refuses them; workers/admission.py)."""
         self.redis = redis
         self.record_ttl_s = int(record_ttl_s)
         self.result_ttl_s = int(result_ttl_s)

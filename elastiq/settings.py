@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 from elastiq.errors import ConfigError
 
@@ -48,11 +49,22 @@ class Settings:
     # Per-job Celery task events cost the worker CPU per job. Off by default; Flower
     # switches them on over the control channel while it watches (workers/events.py).
     task_events: bool = False
+    # TLS (a rediss:// URL): the CA to verify the server with (else the system store), and
+    # a client certificate + key for `tls-auth-clients yes`. The server's certificate and
+    # its hostname are always verified (elastiq/celeryconf.py).
+    redis_ca: str = ""
+    redis_cert: str = ""
+    redis_key: str = ""
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"ELASTIQ_REDIS_URL must be a redis:// or rediss:// URL, got {self.redis_url!r}")
+        weak = tls_weakening(self.redis_url)
+        if weak:
+            raise ConfigError(f"ELASTIQ_REDIS_URL: {weak}")
+        if self.redis_key and not self.redis_cert:
+            raise ConfigError("ELASTIQ_REDIS_KEY is set without ELASTIQ_REDIS_CERT")
         if self.job_soft_time_limit_s >= self.job_time_limit_s:
             raise ConfigError("ELASTIQ_JOB_SOFT_TIME_LIMIT_S must be below ELASTIQ_JOB_TIME_LIMIT_S")
         if self.max_deliveries < 1:
@@ -78,6 +90,21 @@ class Settings:
         values["limits"] = Limits(**limits)
         values.update(overrides)
         return cls(**values)
+
+
+# URL query options that would switch certificate or hostname checks off: redis-py and
+# kombu let a URL's query override what elastiq sets, so such a URL is refused instead.
+_TLS_OFF = {"ssl_cert_reqs": ("required", "cert_required"), "ssl_check_hostname": ("true", "1", "yes", "on")}
+
+
+def tls_weakening(url: str) -> str | None:
+    """Why ``url`` would weaken TLS verification, or None."""
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        allowed = _TLS_OFF.get(key.lower())
+        if allowed is not None and value.lower() not in allowed:
+            return (f"{key}={value} would turn off TLS verification; rediss:// always verifies the "
+                    "certificate and the hostname (use ELASTIQ_REDIS_CA for a private CA)")
+    return None
 
 
 def _parse(key: str, raw: str, type_name) -> object:

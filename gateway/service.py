@@ -43,16 +43,12 @@ def async_redis(settings: Settings):
     """A redis.asyncio client with the same connection options as the sync one."""
     import redis.asyncio as aioredis
 
-    from elastiq.celeryconf import tls_options
+    from elastiq.redisconn import tls_options
 
     kwargs: dict = {"decode_responses": True, "socket_timeout": 10, "socket_connect_timeout": 3,
                     "socket_keepalive": True}
     if settings.redis_url.startswith("rediss://"):
-        kwargs["ssl_cert_reqs"] = "required"
-        tls = tls_options()
-        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-            if tls.get(key):
-                kwargs[key] = tls[key]
+        kwargs.update(tls_options(settings))       # certificate and hostname checked
     return aioredis.Redis.from_url(settings.redis_url, **kwargs)
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a real redis-server on a free port, real worker processes, tiny models.
 
 A missing service skips locally with the reason and *fails* under ``CI=true``. The slow
-suites (docker, faults, slow) run under ``CI=true`` or ``ELASTIQ_TEST_ALL=1``.
+suites (docker, faults, slow) run under ``CI=true`` or ``ELASTIQ_TEST_ALL=1``. Any set value
+other than ``0``/``false``/``no``/``off`` counts as true (``CI=1``, ``CI=yes``, ``CI=woodpecker``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from elastiq import procs  # noqa: E402
 from elastiq.redisconn import redis_client  # noqa: E402
 from elastiq.settings import Settings  # noqa: E402
 
-CI = os.environ.get("CI", "").lower() == "true"
-RUN_ALL = CI or os.environ.get("ELASTIQ_TEST_ALL") == "1"
+def truthy(value: str | None) -> bool:
+    """Whether an environment flag is on: set, and not 0/false/no/off."""
+    return bool(value and value.strip()) and value.strip().lower() not in ("0", "false", "no", "off")
+
+
+CI = truthy(os.environ.get("CI"))
+RUN_ALL = CI or truthy(os.environ.get("ELASTIQ_TEST_ALL"))
 SLOW_MARKERS = ("docker", "faults", "slow")
 
 
@@ -182,7 +188,7 @@ class WorkerPool:
         return ids
 
     def wait_ready(self, ids, timeout_s: float = 120) -> None:
-        r = redis_client(Settings(redis_url=self.redis_url))
+        r = redis_client(Settings.from_env(redis_url=self.redis_url))   # TLS settings from the env
         try:
             procs.wait_ready(r, ids, timeout_s, procs=[self.procs[i] for i in ids])
         finally:

@@ -3,17 +3,21 @@
 The worker never trusts what it finds on a queue. :func:`prepare` takes one held item
 through these steps, in this order; the first that refuses the item answers it:
 
-1. ``decode``   -- size before anything is decoded, then JSON, then protocol-2 shape
-                   (elastiq/messages.py). Refused: dead letter (+ a typed failure if the
-                   item names a job id). Pickle and every other content type are refused.
-2. ``task``     -- only this worker's own task names run (:data:`RUNS`); Celery's built-in
-                   tasks (``celery.group``, ``celery.chord_unlock``, ...) never do.
-3. ``poison``   -- delivery accounting (below): a job that keeps killing workers is
+1. ``size``     -- an item over the size bound is refused before anything is decoded
+                   (workers/admission.py); its job id is read from the envelope's tail and
+                   answered InputTooLargeError.
+2. ``decode``   -- JSON, then protocol-2 shape (elastiq/messages.py). Refused: dead letter
+                   (+ a typed failure if the item names a job id). Pickle and every other
+                   content type are refused.
+3. ``task``     -- only this worker's own task names run (workers/admission.py); Celery's
+                   built-in tasks (``celery.group``, ``celery.chord_unlock``, ...) never do.
+4. ``cancel``   -- a job cancelled while queued is answered JobCancelledError, not run.
+5. ``poison``   -- delivery accounting (below): a job that keeps killing workers is
                    dead-lettered instead of run.
-4. ``validate`` -- the same rules as the client (elastiq/validate.py); a bad job fails
+6. ``validate`` -- the same rules as the client (elastiq/validate.py); a bad job fails
                    with the typed ValidationError.
-5. ``route``    -- a first delivery joins the micro-batch; a redelivered job (a *suspect*:
-                   the worker holding it died) runs alone (workers/suspects.py).
+Then the fetcher routes it: a first delivery joins the micro-batch; a redelivered job (a
+*suspect*: the worker holding it died) runs alone (workers/suspects.py).
 
 Delivery accounting: the reservation script counts each delivery in the job's record
 (``deliveries``). A suspect runs alone with ``alone=<worker>`` in its record while it
@@ -32,17 +36,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from elastiq import contract, messages
-from elastiq.errors import DeadLetteredError, ElastiqError, InputTypeError, JobFailedError
+from elastiq.errors import (
+    DeadLetteredError, ElastiqError, InputTooLargeError, InputTypeError, JobFailedError,
+)
 from elastiq.registry import Registry
 from elastiq.reservations import Held, Outcome
 from elastiq.settings import Settings
 from elastiq.validate import validate_job
-from workers import results
+from workers import admission, results
 from workers.deadletter import dead_letter
 
 log = logging.getLogger(__name__)
 
-RUNS = frozenset({contract.TASK_NAME})     # the only task names a worker executes
+RUNS = admission.OWN_TASKS     # the only task names a worker executes
 
 
 @dataclass
@@ -77,19 +83,23 @@ class Context:
     registry: Registry
     served: frozenset            # model names this worker has loaded
     redis: object
-    max_item_bytes: int
 
 
 def prepare(held: Held, queue_of_list: str, ctx: Context) -> Job | Outcome:
-    """Step 1-4 of the module doc: a :class:`Job` to run, or the :class:`Outcome` that answers it."""
+    """The steps of the module doc: a :class:`Job` to run, or the :class:`Outcome` that answers it."""
+    too_big = admission.size_refusal(held.raw, ctx.settings.limits)
+    if too_big:
+        return refuse(ctx, held, queue_of_list, too_big, admission.id_hint(held.raw),
+                      error=InputTooLargeError)
     try:
-        msg = messages.decode(held.raw, ctx.max_item_bytes)
+        msg = messages.decode(held.raw)
     except messages.BadMessage as bad:
         return refuse(ctx, held, queue_of_list, f"{bad.reason}; not run", bad.job_id, bad.headers,
-                      task=bad.task, error=bad.error)
-    if msg.task not in RUNS:
-        return refuse(ctx, held, queue_of_list, f"unknown task {msg.task[:200]!r} (this worker runs only "
-                      f"{sorted(RUNS)}); not run", msg.job_id, msg.headers, task=msg.task)
+                      task=bad.task)
+    refused_task = admission.task_refusal(msg.task)
+    if refused_task:
+        return refuse(ctx, held, queue_of_list, f"{refused_task}; not run", msg.job_id, msg.headers,
+                      task=msg.task)
     if held.cancelled:
         return Outcome(held.field, msg.job_id, results.revoked(msg.job_id, "cancelled before it ran"),
                        contract.FAILED, queue_of_list)

@@ -49,6 +49,7 @@ def _quantize_int8(torch, model):
 
 class Runtime:
     kind = ""
+    engine = "none"          # what runs the forward pass (reported by benchmarks and heartbeats)
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -68,6 +69,7 @@ class _HFRuntime(Runtime):
     """Shared loading and padding for Hugging Face encoder models."""
 
     auto_class = "AutoModel"
+    engine = "torch"
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)

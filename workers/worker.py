@@ -20,12 +20,11 @@ import signal
 import threading
 import time
 
-from elastiq import messages
 from elastiq.celeryconf import make_celery
 from elastiq.redisconn import redis_client, safe_url
 from elastiq.reservations import Reservations
 from elastiq.settings import Settings
-from workers import jobs
+from workers import admission, jobs
 from workers.batcher import Batcher
 from workers.committer import Committer
 from workers.control import Control, handlers
@@ -47,7 +46,7 @@ class Worker:
         self.state = state
         self.runtimes = runtimes
         self.redis = redis_client(settings)
-        max_bytes = messages.max_item_bytes(settings.limits.max_message_bytes)
+        max_bytes = admission.max_item_bytes(settings.limits)
         self.store = Reservations(self.redis, record_ttl_s=settings.result_ttl_s,
                                   result_ttl_s=settings.result_ttl_s, max_bytes=max_bytes)
         self.batchers = {n: Batcher(r, **batcher_options) for n, r in runtimes.items()}
@@ -55,7 +54,7 @@ class Worker:
         self.app = make_celery(settings, name="elastiq-worker")      # control and events only
         self.events = Events(self.app, state.worker_id, tasks=settings.task_events, state=state)
         self.committer = Committer(self.store, state, runtimes, self.redis, events=self.events)
-        ctx = jobs.Context(settings, registry, frozenset(runtimes), self.redis, max_bytes)
+        ctx = jobs.Context(settings, registry, frozenset(runtimes), self.redis)
         self.fetcher = Fetcher(self.store, state, ctx, batchers=self.batchers, suspects=self.suspects,
                                committer=self.committer, redis=self.redis, events=self.events)
         self.heartbeat = Heartbeat(self.redis, state, interval_s=settings.heartbeat_interval_s,
@@ -75,6 +74,7 @@ class Worker:
 
     def _heartbeat_extra(self) -> dict:
         return {"models": sorted(self.runtimes),
+                "engines": {n: r.engine for n, r in self.runtimes.items()},
                 "batching": {n: b.stats.as_dict() for n, b in self.batchers.items()}}
 
     # -- stopping

@@ -9,7 +9,7 @@ Configuration (environment, read by :meth:`DockerBackend.from_env`):
 ====================================  ==================  =====================================
 ``ELASTIQ_DOCKER_IMAGE``              ``elastiq:latest``  image of the worker containers
 ``ELASTIQ_DOCKER_POOL``               ``elastiq``         pool id (the ``elastiq.pool`` label)
-``ELASTIQ_DOCKER_NETWORK``            ``host``            network mode / network name
+``ELASTIQ_DOCKER_NETWORK``            ``elastiq-<pool>``  network name, or ``host`` (only if asked)
 ``ELASTIQ_DOCKER_CPUS``               ``1``               CPU limit per worker (0: none)
 ``ELASTIQ_DOCKER_MEMORY_MB``          ``2048``            memory limit per worker (0: none)
 ``ELASTIQ_DOCKER_STOP_TIMEOUT_S``     ``200``             SIGTERM -> SIGKILL grace on stop
@@ -17,6 +17,15 @@ Configuration (environment, read by :meth:`DockerBackend.from_env`):
 ``ELASTIQ_DOCKER_WORKER_ARGS``        (none)              extra ``elastiq worker`` arguments
 ``DOCKER_HOST``                       local socket        engine (or socket proxy) address
 ====================================  ==================  =====================================
+
+**Network.** By default each worker joins ``elastiq-<pool>``, a user-defined bridge network
+labelled ``elastiq.pool=<pool>``, created on the first start if it is missing. Host
+networking (``ELASTIQ_DOCKER_NETWORK=host``) is used only when asked for: it hands the
+containers the host's loopback, including any password-less service listening there. On
+the pool network, ``ELASTIQ_REDIS_URL`` must name a Redis the network reaches (attach the
+Redis container to it, or give a routable address). Through the socket proxy the network
+must exist already (the proxy refuses network calls): create it once with
+:meth:`DockerBackend.ensure_network` or ``docker network create --label elastiq.pool=<pool>``.
 
 Workers get ``ELASTIQ_WORKER_ID`` (the id they heartbeat under), ``ELASTIQ_WORKER_MODELS``
 (their group) and every other ``ELASTIQ_*`` variable of the autoscaler's environment
@@ -58,6 +67,11 @@ def docker_client(timeout_s: float, docker_host: str | None = None):
         return docker.from_env(timeout=int(timeout_s))
     except Exception as exc:
         raise BackendError(f"cannot reach the Docker Engine: {_short(exc)}") from exc
+
+
+def pool_network(pool: str) -> str:
+    """The default network of a pool's worker containers."""
+    return f"elastiq-{pool}"
 
 
 def worker_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -119,7 +133,7 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, image: str = "elastiq:latest", *, pool: str = "elastiq", network: str = "host",
+    def __init__(self, image: str = "elastiq:latest", *, pool: str = "elastiq", network: str = "",
                  cpus: float = 1.0, memory_mb: int = 2048, stop_timeout_s: float = 200.0,
                  api_timeout_s: float = 30.0, env: Mapping[str, str] | None = None,
                  worker_args: list[str] | None = None, docker_host: str | None = None, client=None):
@@ -129,7 +143,7 @@ class DockerBackend:
             raise ConfigError("ELASTIQ_DOCKER_IMAGE must name an image")
         self.image = image
         self.pool = pool
-        self.network = network
+        self.network = network or pool_network(pool)
         self.cpus = cpus
         self.memory_mb = int(memory_mb)
         self.stop_timeout_s = stop_timeout_s
@@ -145,7 +159,7 @@ class DockerBackend:
         return cls(
             env.get("ELASTIQ_DOCKER_IMAGE", "elastiq:latest"),
             pool=env.get("ELASTIQ_DOCKER_POOL", "elastiq"),
-            network=env.get("ELASTIQ_DOCKER_NETWORK", "host"),
+            network=env.get("ELASTIQ_DOCKER_NETWORK", ""),
             cpus=_number(env, "ELASTIQ_DOCKER_CPUS", 1.0),
             memory_mb=int(_number(env, "ELASTIQ_DOCKER_MEMORY_MB", 2048)),
             stop_timeout_s=_number(env, "ELASTIQ_DOCKER_STOP_TIMEOUT_S", 200.0),
@@ -177,6 +191,8 @@ class DockerBackend:
         return replicas
 
     def start(self, group: str) -> Replica:
+        if self.network == pool_network(self.pool):
+            self.ensure_network()
         suffix = uuid.uuid4().hex[:8]
         worker_id = f"{group}-{suffix}@{self.pool}"
         env = {**self.env, "ELASTIQ_WORKER_ID": worker_id, "ELASTIQ_WORKER_MODELS": group,
@@ -213,6 +229,45 @@ class DockerBackend:
         stop_and_remove(container, self.stop_timeout_s)
 
     # -- extras
+
+    def ensure_network(self) -> None:
+        """Create this pool's bridge network if it is missing (labelled with the pool id).
+
+        Behind the socket proxy network calls are refused (403): the network is then the
+        operator's to create, and a missing one fails the container create clearly."""
+        import docker.errors
+
+        try:
+            self.client.networks.get(self.network)
+        except docker.errors.NotFound:
+            try:
+                self.client.networks.create(self.network, driver="bridge", labels={POOL_LABEL: self.pool})
+                log.info("created network %s for pool %s", self.network, self.pool)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:          # created meanwhile by another autoscaler
+                    raise BackendError(f"cannot create network {self.network}: {_short(exc)}") from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code != 403:
+                raise BackendError(f"cannot inspect network {self.network}: {_short(exc)}") from exc
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"cannot reach the Docker Engine: {_short(exc)}") from exc
+
+    def remove_network(self) -> bool:
+        """Remove this pool's own network (only one labelled with this pool); True if removed."""
+        import docker.errors
+
+        try:
+            net = self.client.networks.get(self.network)
+            if (net.attrs.get("Labels") or {}).get(POOL_LABEL) != self.pool:
+                return False
+            net.remove()
+            return True
+        except docker.errors.NotFound:
+            return False
+        except Exception as exc:
+            raise BackendError(f"cannot remove network {self.network}: {_short(exc)}") from exc
 
     def stop_all(self) -> int:
         """Stop and remove every container of this pool (all groups); returns how many."""

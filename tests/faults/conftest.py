@@ -1,10 +1,17 @@
 """Fault-injection helpers: production defaults, a result tap that counts every published
 result, a supervisor that replaces dead workers, and the results JSON each scenario writes.
 
-Each scenario counts: submitted, delivered (jobs with a result), executions (the job
-record's ``deliveries``), lost, duplicated (jobs whose result was published more than
-once), re-executed (jobs run more than once) and a recovery time. ``report.py`` renders
-``tests/faults/results/*.json`` into docs/reliability.md.
+Each scenario is marked ``@pytest.mark.scenario(name, title)`` and hands its figures to
+the ``scenario`` fixture (``scenario.record(**figures)``). The figures are written to
+``results/<name>.json`` only when the test has *passed* -- a failing run leaves the last
+passing figures untouched -- with the git commit they were measured at. Every run, pass
+or fail, writes ``results/outcomes/<name>.json`` (passed, commit, time), which
+``report.py`` shows in its pass/fail column.
+
+Job counts come from observers independent of the code under test (:func:`tally`): the
+result tap (every result PUBLISHed by a worker), the stored result keys, and the queue
+lists -- never from literals or the client's own bookkeeping. The job record's
+``deliveries`` counts executions (re-executed: run more than once).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.provenance import git_commit
 from elastiq import contract
 
 RESULTS_DIR = Path(os.environ.get("ELASTIQ_FAULTS_RESULTS", Path(__file__).parent / "results"))
@@ -47,12 +55,51 @@ def short_time_limits(monkeypatch, prod_env):
     return dict(SHORT_TIME_LIMITS)
 
 
-def record(name: str, **fields) -> dict:
-    """Write one scenario's counts to ``results/<name>.json`` (read by report.py)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    data = {"scenario": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    return data
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+
+
+class Scenario:
+    """One scenario's figures, kept until the test's outcome is known (see module doc)."""
+
+    def __init__(self, name: str, title: str, results_dir: Path):
+        self.name, self.title, self.results_dir = name, title, results_dir
+        self.figures: dict | None = None
+
+    def record(self, **fields) -> dict:
+        """Keep the figures; written by :meth:`finish` only if the test passes."""
+        self.figures = {"scenario": self.name, "title": self.title, **fields}
+        return self.figures
+
+    def finish(self, passed: bool, commit: str, at: str) -> None:
+        outcome = {"scenario": self.name, "title": self.title, "passed": passed, "commit": commit, "at": at}
+        write_json(self.results_dir / "outcomes" / f"{self.name}.json", outcome)
+        if passed and self.figures is not None:
+            write_json(self.results_dir / f"{self.name}.json", {**self.figures, **outcome})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so a fixture can see whether the test passed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def scenario(request):
+    marker = request.node.get_closest_marker("scenario")
+    assert marker is not None, "a test using `scenario` is marked @pytest.mark.scenario(name, title)"
+    s = Scenario(marker.args[0], marker.args[1] if len(marker.args) > 1 else "", RESULTS_DIR)
+    yield s
+    call = getattr(request.node, "rep_call", None)
+    passed = call is not None and call.passed
+    s.finish(passed and s.figures is not None, git_commit(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if passed and s.figures is None:
+        pytest.fail(f"scenario {s.name} passed without recording its figures")
 
 
 class ResultTap(threading.Thread):
@@ -104,6 +151,33 @@ def tap(redis):
     time.sleep(0.2)
     yield t
     t.stop()
+
+
+def tally(tap: "ResultTap", redis, ids, queue: str | None = None) -> dict:
+    """Job counts from observers outside the code under test.
+
+    ``delivered``: jobs whose result (success or a typed failure) was published (the tap)
+    or is stored in the result backend; ``lost``: jobs with neither; ``failed``: delivered
+    with a FAILURE; ``duplicated``: results published more than once; ``left_in_queue``:
+    messages still in the queue's lists (``queue`` given)."""
+    ids = list(ids)
+    pipe = redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.get(f"celery-task-meta-{i}")
+    stored = {}
+    for i, raw in zip(ids, pipe.execute()):
+        try:
+            stored[i] = json.loads(raw).get("status") if raw else None
+        except ValueError:
+            stored[i] = None
+    statuses = {i: list(tap.by_id.get(i, [])) or ([stored[i]] if stored[i] else []) for i in ids}
+    out = {"submitted": len(ids), "delivered": sum(1 for v in statuses.values() if v),
+           "lost": sum(1 for v in statuses.values() if not v),
+           "failed": sum(1 for v in statuses.values() if v and "SUCCESS" not in v),
+           "duplicated": sum(1 for i in ids if len(tap.by_id.get(i, [])) > 1)}
+    if queue is not None:
+        out["left_in_queue"] = sum(int(redis.llen(k)) for k in contract.queue_keys(queue))
+    return out
 
 
 def executions(redis, ids) -> dict[str, int]:

@@ -21,7 +21,7 @@ from autoscaler.policy import PolicyConfig
 from elastiq import procs
 from elastiq.errors import ElastiqError, JobTimeoutError
 from tests.conftest import ROOT
-from tests.faults.conftest import executions, record, held, wait_for
+from tests.faults.conftest import executions, tally, held, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -38,7 +38,8 @@ def outcome(job, timeout_s):
         return exc
 
 
-def test_scale_in_during_load_interrupts_nothing(prod_env, redis_url, client, redis, tap, tmp_path):
+@pytest.mark.scenario("02_scale_in_during_load", "Autoscaler scale-in (drain, then warm stop) while jobs keep arriving")
+def test_scale_in_during_load_interrupts_nothing(prod_env, redis_url, client, redis, tap, tmp_path, scenario):
     backend = ProcessBackend(tmp_path / "home", env=worker_env(redis_url), slots=4, threads=1, stop_timeout_s=30)
     config = PolicyConfig(min_workers=1, max_workers=3, target_per_worker=4, stabilisation_min_s=2.0,
                           cold_start_factor=0.5)
@@ -70,16 +71,16 @@ def test_scale_in_during_load_interrupts_nothing(prod_env, redis_url, client, re
     failed = [o for o in outcomes if isinstance(o, Exception)]
     downs = [r for r in rows if r["action"].startswith("down")]
     peak = max((r["current"] or 0) for r in rows)
-    data = record(
-        "02_scale_in_during_load", title="Autoscaler scale-in (drain, then warm stop) while jobs keep arriving",
-        submitted=len(ids), delivered=len(ids) - len(failed), failed=len(failed),
-        lost=sum(1 for o in failed if isinstance(o, JobTimeoutError)),
-        duplicated=len(tap.duplicated(ids)), executions=sum(ex.values()),
+    counts = tally(tap, redis, ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, client_errors=len(failed), client_timeouts=sum(1 for o in failed if isinstance(o, JobTimeoutError)),
+        executions=sum(ex.values()),
         re_executed=sum(1 for v in ex.values() if v > 1), interrupted=sum(1 for v in ex.values() if v > 1) + len(failed),
         peak_workers=peak, scale_in_actions=len(downs), recovery_s_max=None,
         notes="interrupted = a job run twice or failed; drained workers stop only at busy == 0")
     assert peak >= 2 and downs, data
     assert not failed, failed[:3]
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == counts["left_in_queue"] == 0, data
     assert all(v == 1 for v in ex.values()), data
     assert not tap.duplicated(ids)
     assert held(redis) == 0
@@ -97,7 +98,8 @@ def live_workers(home: Path) -> set[str]:
     return out
 
 
-def test_autoscaler_killed_and_restarted(prod_env, redis_url, client, redis, tap, tmp_path):
+@pytest.mark.scenario("05_autoscaler_killed", "Autoscaler SIGKILLed mid scale-up and restarted 4 s later (max 3 workers)")
+def test_autoscaler_killed_and_restarted(prod_env, redis_url, client, redis, tap, tmp_path, scenario):
     home = tmp_path / "home"
     env = {**os.environ, **worker_env(redis_url), "ELASTIQ_HOME": str(home), "ELASTIQ_WORKER_SLOTS": "4",
            "ELASTIQ_WORKER_THREADS": "1", "ELASTIQ_AUTOSCALE_MIN_WORKERS": "1",
@@ -149,16 +151,16 @@ def test_autoscaler_killed_and_restarted(prod_env, redis_url, client, redis, tap
         ProcessBackend(home, stop_timeout_s=20).stop_all()
     ex = executions(redis, ids)
     failed = [o for o in outcomes if isinstance(o, Exception)]
-    data = record(
-        "05_autoscaler_killed", title="Autoscaler SIGKILLed mid scale-up and restarted 4 s later (max 3 workers)",
-        submitted=len(ids), delivered=len(ids) - len(failed), failed=len(failed),
-        lost=sum(1 for o in failed if isinstance(o, JobTimeoutError)),
-        duplicated=len(tap.duplicated(ids)), executions=sum(ex.values()),
+    counts = tally(tap, redis, ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, client_errors=len(failed), client_timeouts=sum(1 for o in failed if isinstance(o, JobTimeoutError)),
+        executions=sum(ex.values()),
         re_executed=sum(1 for v in ex.values() if v > 1), jobs_started_while_autoscaler_down=done_while_down,
         workers_at_restart=len(workers_at_restart), workers_ever_started=len(seen), peak_workers=peak[0],
         recovery_s_max=round(t_restart - t_kill, 1),
         notes="recovery = autoscaler down time; the workers kept serving; no worker started twice")
     assert done_while_down > 0, "the workers kept serving while the autoscaler was down"
     assert not failed and all(v == 1 for v in ex.values()), data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == 0, data
     assert peak[0] <= 3 and len(seen) <= 3, data      # no double scale-up past max_workers
     assert not tap.duplicated(ids)

@@ -19,7 +19,6 @@ import pytest
 
 from elastiq import procs
 from tests.conftest import require
-from tests.faults.conftest import record
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]
 
@@ -103,7 +102,8 @@ class FaultProxy(threading.Thread):
             c.close()
 
 
-def test_docker_api_errors_back_off_report_no_flap_recover(redis_url, redis, docker_client, image):
+@pytest.mark.scenario("06_docker_api_faults", "Docker API answers 500 (6 s) then hangs past the 2 s client timeout (8 s)")
+def test_docker_api_errors_back_off_report_no_flap_recover(redis_url, redis, docker_client, image, scenario):
     require(os.path.exists(DOCKER_SOCK), "no Docker Engine socket")
     direct = docker_client
     from autoscaler.backends.docker import DockerBackend
@@ -165,9 +165,7 @@ def test_docker_api_errors_back_off_report_no_flap_recover(redis_url, redis, doc
     errors = [r for r in fault_rows if r["action"] == "error"]
     holds = [r for r in fault_rows if "backing off" in r["reason"]]
     acts = [r for r in fault_rows if r["action"].startswith(("up", "down"))]
-    data = record(
-        "06_docker_api_faults", title="Docker API answers 500 (6 s) then hangs past the 2 s client timeout (8 s)",
-        submitted=0, delivered=0, lost=0, duplicated=0, re_executed=0,
+    scenario.record(    # no jobs in this scenario: containers are counted on the engine directly
         recovery_s_max=round(recovered_at - t_clear, 2) if recovered_at else None,
         errors_reported=len(errors), ticks_backing_off=len(holds), scale_actions_during_faults=len(acts),
         containers_before=len(before), containers_during=len(during), containers_after=len(after),

@@ -18,7 +18,7 @@ from elastiq import contract
 from elastiq.errors import (
     BY_NAME, DeadLetteredError, ElastiqError, InputTooLargeError, InputTypeError, ValidationError,
 )
-from tests.faults.conftest import record, wait_for
+from tests.faults.conftest import tally, wait_for
 from tests.faults.rawmsg import EMBED, envelope, headers_for, task_message
 from workers.deadletter import dead_letters
 
@@ -61,7 +61,9 @@ def typed(outcome) -> bool:
     return type(outcome).__name__ in BY_NAME and "failed on the worker:" not in str(outcome)
 
 
-def test_fuzz_client_and_raw_messages(prod_env, workers, client, redis):
+@pytest.mark.scenario("09_fuzz_inputs", f"Fuzzed inputs: {N} via the client + {N} raw messages "
+                                        "(+5 non-kombu envelopes)")
+def test_fuzz_client_and_raw_messages(prod_env, workers, client, redis, tap, scenario):
     (wid,) = workers.start("debug", n=1, slots=8)
     pid = workers.pid(wid)
 
@@ -141,11 +143,13 @@ def test_fuzz_client_and_raw_messages(prod_env, workers, client, redis):
     alive = workers.procs[wid].poll() is None and workers.pid(wid) == pid
     canary = client.submit("debug", ["still serving"]).result(timeout=30).outputs
 
-    data = record(
-        "09_fuzz_inputs", title=f"Fuzzed inputs: {N} via the client + {N} raw messages (+5 non-kombu envelopes)",
-        submitted=len(refused) + len(queued) + len(raw_ids) + no_id[0],
-        delivered=len(outcomes) + len(raw_out), lost=0, duplicated=0, re_executed=0,
-        client_generated=len(refused) + len(queued), client_refused_before_queue=len(refused),
+    counts = tally(tap, redis, [j.id for j in queued] + raw_ids, QUEUE)
+    # messages without an id cannot be answered: they count as delivered when dead-lettered
+    counts["submitted"] += no_id[0]
+    counts["delivered"] += len(dead_no_id)
+    counts["lost"] += no_id[0] - len(dead_no_id)
+    data = scenario.record(
+        **counts, re_executed=None, client_generated=len(refused) + len(queued), client_refused_before_queue=len(refused),
         client_queued=len(queued), client_untyped=len(untyped_client),
         raw_with_id=len(raw_ids), raw_answered_typed=len(raw_out) - len(untyped_raw),
         raw_without_id=no_id[0], dead_lettered_without_id=len(dead_no_id),
@@ -158,12 +162,14 @@ def test_fuzz_client_and_raw_messages(prod_env, workers, client, redis):
     assert not untyped_client, untyped_client[:5]
     assert not untyped_raw, untyped_raw[:5]
     assert len(dead_no_id) == no_id[0], data
+    assert counts["lost"] == counts["duplicated"] == counts["left_in_queue"] == 0, data
     assert all(e.get("reason") for e in dead)
     assert alive, workers.log(wid)[-3000:]
     assert canary == [len("still serving")]
 
 
-def test_pickle_message_is_refused_not_run(prod_env, workers, client, redis, tmp_path):
+@pytest.mark.scenario("09b_pickle_refused", "Pickle-serialized Celery message LPUSHed onto the queue")
+def test_pickle_message_is_refused_not_run(prod_env, workers, client, redis, tmp_path, tap, scenario):
     (wid,) = workers.start("debug", n=1, slots=2)
     marker = tmp_path / "pwned"
 
@@ -183,18 +189,20 @@ def test_pickle_message_is_refused_not_run(prod_env, workers, client, redis, tmp
     wait_for(lambda: redis.llen(QUEUE) == 0, 10, what="the queue to empty")
     time.sleep(1.0)
     dead = {e["job_id"]: e for e in dead_letters(redis, 10)}
-    record("09b_pickle_refused", title="Pickle-serialized Celery message LPUSHed onto the queue",
-           submitted=2, delivered=2, lost=0, duplicated=0, re_executed=0, executed=int(marker.exists()),
-           reasons=[dead.get(t, {}).get("reason") for t in (tid, tid2)],
-           notes="answered DeadLetteredError, never deserialized (only application/json is read)")
+    counts = tally(tap, redis, [tid, tid2], QUEUE)
+    scenario.record(**counts, re_executed=None, executed=int(marker.exists()),
+                    reasons=[dead.get(t, {}).get("reason") for t in (tid, tid2)],
+                    notes="answered DeadLetteredError, never deserialized")
     assert not marker.exists(), "the pickle was deserialized: code ran"
     assert all(isinstance(o, DeadLetteredError) for o in outcomes), outcomes
     assert tid in dead and "is not accepted (JSON only)" in dead[tid]["reason"], dead
     assert tid2 in dead
+    assert counts["delivered"] == 2 and counts["duplicated"] == 0
     assert workers.procs[wid].poll() is None
 
 
-def test_input_limits_hold_at_the_worker(prod_env, workers, client, redis):
+@pytest.mark.scenario("09c_worker_limits", "Input limits at the worker (raw messages that skipped the client)")
+def test_input_limits_hold_at_the_worker(prod_env, workers, client, redis, tap, scenario):
     workers.start("debug", n=1, slots=4, env={"ELASTIQ_MAX_TEXT_CHARS": "100", "ELASTIQ_MAX_ITEMS_PER_JOB": "5",
                                                "ELASTIQ_MAX_MESSAGE_BYTES": "2000"})
     cases = {
@@ -203,6 +211,8 @@ def test_input_limits_hold_at_the_worker(prod_env, workers, client, redis):
         "big_message": ({"model": "debug", "inputs": ["x" * 90] * 5, "params": {"fail": "y" * 1900}},
                         InputTooLargeError),
         "not_a_list": ({"model": "debug", "inputs": "x"}, InputTypeError),
+        # over the queue-item limit (ELASTIQ_MAX_MESSAGE_BYTES plus envelope): refused
+        # before it is decoded (workers/admission.py), answered InputTooLargeError
         "huge_10mb": ({"model": "debug", "inputs": ["x" * 10_000_000]}, InputTooLargeError),
         "ok": ({"model": "debug", "inputs": ["x" * 100] * 5}, None),
     }
@@ -211,9 +221,9 @@ def test_input_limits_hold_at_the_worker(prod_env, workers, client, redis):
         ids[name] = str(uuid.uuid4())
         redis.lpush(QUEUE, task_message(kwargs, task_id=ids[name]))
     got = {name: answered(client.job(ids[name], "debug"), 60) for name in cases}
-    record("09c_worker_limits", title="Input limits at the worker (raw messages that skipped the client)",
-           submitted=len(cases), delivered=len(got), lost=0, duplicated=0, re_executed=0,
-           outcomes={k: type(v).__name__ for k, v in got.items()})
+    counts = tally(tap, redis, list(ids.values()), QUEUE)
+    data = scenario.record(**counts, re_executed=None, outcomes={k: type(v).__name__ for k, v in got.items()})
+    assert counts["delivered"] == len(cases) and counts["duplicated"] == 0, data
     for name, (_, want) in cases.items():
         if want is None:
             assert got[name].outputs == [100] * 5

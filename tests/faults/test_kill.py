@@ -19,7 +19,7 @@ from elastiq import contract, procs
 from elastiq.errors import ElastiqError
 from elastiq.registry import Registry
 from elastiq.stack_cli import collect_status
-from tests.faults.conftest import Supervisor, executions, held, reaped, record, records, wait_for
+from tests.faults.conftest import Supervisor, executions, held, reaped, records, tally, wait_for
 
 pytestmark = pytest.mark.faults
 Q = "elastiq.debug"
@@ -41,7 +41,9 @@ def held_ids(redis, worker: str) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in redis.hvals(contract.held_key(worker))]
 
 
-def test_sigkill_three_busy_workers_in_3000_jobs(prod_env, workers, client, redis, tap):
+@pytest.mark.scenario("01_sigkill_busy_worker", "SIGKILL a busy worker mid-job, 3x in a 3,000-job run "
+                                              "(3 workers x 8 slots), production defaults")
+def test_sigkill_three_busy_workers_in_3000_jobs(prod_env, workers, client, redis, tap, scenario):
     n_jobs, n_kills = 3000, 3
     workers.start("debug", n=3, slots=8)
     sup = Supervisor(workers, "debug", slots=8)
@@ -76,11 +78,9 @@ def test_sigkill_three_busy_workers_in_3000_jobs(prod_env, workers, client, redi
     restart = [ok[i].timings["reserved_at"] - t_kill for t_kill, held_at in kills.values()
                for i in held_at if i in ok]
     lost = [i for i in ids if i not in ok and i not in bad]
-    data = record(
-        "01_sigkill_busy_worker",
-        title="SIGKILL a busy worker mid-job, 3x in a 3,000-job run (3 workers x 8 slots), production defaults",
-        submitted=n_jobs, delivered=len(ok), failed=len(bad), lost=len(lost),
-        duplicated=sum(1 for v in published.values() if v > 1),
+    counts = tally(tap, redis, ids, Q)
+    data = scenario.record(
+        **counts, client_results=len(ok), client_errors=len(bad),
         executions=sum(ex.values()), re_executed=sum(1 for v in ex.values() if v > 1), kills=len(kills),
         held_by_killed=sum(len(h) for _, h in kills.values()), reaped=reaped(redis, ids),
         restart_s_max=round(max(restart), 2) if restart else None,
@@ -91,13 +91,16 @@ def test_sigkill_three_busy_workers_in_3000_jobs(prod_env, workers, client, redi
               "worker (heartbeat TTL 6 s + reaper pass)")
     assert len(kills) == n_kills, data
     assert not bad and not lost and len(ok) == n_jobs, data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == counts["left_in_queue"] == 0, data
     assert all(v == 1 for v in published.values()), "every job has exactly one published result"
     assert data["held_by_killed"] >= n_kills * 4 and len(restart) == data["held_by_killed"], data
     assert max(restart) <= 10.0, data
     assert wait_for(lambda: held(redis) == 0, 20, what="nothing left held")
 
 
-def test_a_dead_workers_jobs_stay_backlog_until_they_run_elsewhere(prod_env, workers, client, redis, capsys):
+@pytest.mark.scenario("01b_dead_worker_backlog", "A SIGKILLed worker's 8 held jobs, sampled as backlog until "
+                                                "answered elsewhere")
+def test_a_dead_workers_jobs_stay_backlog_until_they_run_elsewhere(prod_env, workers, client, redis, tap, scenario):
     """Killed, its 8 held jobs are never invisible: in flight while its heartbeat lives,
     waiting once it has expired, back in the list once reaped -- for `elastiq status` and
     for the autoscaler's signals alike."""
@@ -121,18 +124,20 @@ def test_a_dead_workers_jobs_stay_backlog_until_they_run_elsewhere(prod_env, wor
             break
         time.sleep(0.25)
     ok, bad = collect(client, jobs, 60)
-    print("SAMPLES", samples)
-    record("01b_dead_worker_backlog", title="A SIGKILLed worker's 8 held jobs, sampled until answered elsewhere",
-           submitted=8, delivered=len(ok), lost=8 - len(ok) - len(bad), duplicated=0, re_executed=len(ok),
-           samples=len(samples), invisible_samples=sum(1 for s in samples if s[1] + s[2] + s[5] < 8),
-           recovery_s_max=round(max(r.timings["reserved_at"] for r in ok.values()) - t_kill, 2),
-           notes="each sample: status waiting + in flight + done, and the autoscaler's signals, must count all 8")
+    counts = tally(tap, redis, [j.id for j in jobs], Q)
+    scenario.record(**counts, re_executed=sum(1 for v in executions(redis, [j.id for j in jobs]).values() if v > 1),
+                    samples=len(samples), invisible_samples=sum(1 for s in samples if s[1] + s[2] + s[5] < 8),
+                    recovery_s_max=round(max(r.timings["reserved_at"] for r in ok.values()) - t_kill, 2),
+                    notes="each sample: status waiting + in flight + done, and the autoscaler's signals, "
+                          "must count all 8")
     assert len(ok) == 8 and not bad
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == 0, counts
     assert all(w + f + d >= 8 and sw + sf + d >= 8 for _, w, f, sw, sf, d in samples), samples
     assert any(f == 0 and w >= 8 for _, w, f, _, _, _ in samples), "seen as waiting once its heartbeat expired"
 
 
-def test_a_stalled_worker_keeps_its_jobs_while_alive_then_loses_them(prod_env, workers, client, redis, tap):
+@pytest.mark.scenario("01c_sigstop_30s", "SIGSTOP a worker holding 4 jobs for 30 s, then SIGCONT")
+def test_a_stalled_worker_keeps_its_jobs_while_alive_then_loses_them(prod_env, workers, client, redis, tap, scenario):
     """SIGSTOP for 30 s: its heartbeat lives 6 s more, and its jobs with it; then another
     worker's reaper hands them out; resumed, the stalled worker cannot answer them again."""
     (a,) = workers.start("debug", n=1, slots=4)
@@ -154,10 +159,9 @@ def test_a_stalled_worker_keeps_its_jobs_while_alive_then_loses_them(prod_env, w
              what="A to find its 4 answers refused")
     time.sleep(1.0)
     handover = [ok[i].timings["reserved_at"] - t_expired for i in ids]
-    data = record(
-        "01c_sigstop_30s", title="SIGSTOP a worker holding 4 jobs for 30 s, then SIGCONT",
-        submitted=4, delivered=len(ok), lost=4 - len(ok) - len(bad), duplicated=len(tap.duplicated(ids)),
-        re_executed=sum(1 for v in executions(redis, ids).values() if v > 1),
+    counts = tally(tap, redis, ids, Q)
+    data = scenario.record(
+        **counts, re_executed=sum(1 for v in executions(redis, ids).values() if v > 1),
         kept_while_alive=len(kept), handover_s_max=round(max(handover), 2),
         heartbeat_expired_after_s=round(t_expired - t_stop, 2), recovery_s_max=round(max(handover), 2),
         notes="recovery = A's heartbeat expiry to each job's reservation by B; A's late answers refused")
@@ -165,9 +169,11 @@ def test_a_stalled_worker_keeps_its_jobs_while_alive_then_loses_them(prod_env, w
     assert len(ok) == 4 and all(r.timings["worker"] == b for r in ok.values()), data
     assert max(handover) <= 10.0, data
     assert not tap.duplicated(ids) and all(len(tap.by_id[i]) == 1 for i in ids), data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == 0, data
 
 
-def test_sigterm_finishes_held_jobs_and_hands_back_the_rest(prod_env, workers, client, redis, tap):
+@pytest.mark.scenario("03_sigterm_warm_shutdown", "SIGTERM a worker holding 4 jobs (warm shutdown)")
+def test_sigterm_finishes_held_jobs_and_hands_back_the_rest(prod_env, workers, client, redis, tap, scenario):
     a, b = workers.start("debug", n=2, slots=4)
     jobs = client.submit_many("debug", [[f"t {i}"] for i in range(24)], sleep_ms=1500)
     ids = [j.id for j in jobs]
@@ -183,10 +189,9 @@ def test_sigterm_finishes_held_jobs_and_hands_back_the_rest(prod_env, workers, c
     finished_on_a_after_term = [i for i in on_a if ok[i].timings["finished_at"] > t_term]
     started_on_a_after_term = [i for i in on_a if ok[i].timings["reserved_at"] > t_term + 0.2]
     duplicated = tap.duplicated(ids)
-    data = record(
-        "03_sigterm_warm_shutdown", title="SIGTERM a worker holding 4 jobs (warm shutdown)",
-        submitted=len(ids), delivered=len(ok), failed=len(bad), lost=len(ids) - len(ok) - len(bad),
-        duplicated=len(duplicated), executions=sum(ex.values()),
+    counts = tally(tap, redis, ids, Q)
+    data = scenario.record(
+        **counts, client_results=len(ok), client_errors=len(bad), executions=sum(ex.values()),
         re_executed=sum(1 for v in ex.values() if v > 1), exit_code=code,
         running_at_sigterm=len(running_on_a), finished_on_a_after_sigterm=len(finished_on_a_after_term),
         done_by_other_worker=sum(1 for i in ok if ok[i].timings["worker"] == b),
@@ -194,6 +199,7 @@ def test_sigterm_finishes_held_jobs_and_hands_back_the_rest(prod_env, workers, c
         notes="recovery = SIGTERM to exit of the worker (its held jobs finish first)")
     assert code == 0, workers.log(a)[-2000:]
     assert len(ok) == len(ids) and not bad, data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == counts["left_in_queue"] == 0, data
     assert len(finished_on_a_after_term) >= 1 and set(running_on_a) <= set(on_a), data
     assert not started_on_a_after_term, data
     assert all(v == 1 for v in ex.values()), data

@@ -3,6 +3,7 @@ scenario 10 (10,000 jobs from 4 concurrent client processes: none lost, none dup
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
@@ -11,13 +12,14 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.faults.conftest import Supervisor, executions, record, held, wait_for
+from tests.faults.conftest import Supervisor, executions, held, reaped, tally, wait_for
 from workers.state import EXIT_RECYCLE
 
 pytestmark = pytest.mark.faults
 
 
-def test_worker_over_memory_limit_drains_and_exits_75(prod_env, workers, client, redis, tap):
+@pytest.mark.scenario("08_memory_recycle", "Worker over ELASTIQ_WORKER_MAX_RSS_MB: drains, exits 75, replaced")
+def test_worker_over_memory_limit_drains_and_exits_75(prod_env, workers, client, redis, tap, scenario):
     jobs = client.submit_many("debug", [[f"m {i}"] for i in range(24)], sleep_ms=1500)
     ids = [j.id for j in jobs]
     # RSS is far above 1 MB: the limit trips as soon as the worker is ready
@@ -35,15 +37,15 @@ def test_worker_over_memory_limit_drains_and_exits_75(prod_env, workers, client,
         sup.stop()
     ex = executions(redis, ids)
     on_a = [x for x in results if x.timings["worker"] == a]
-    data = record(
-        "08_memory_recycle", title="Worker over ELASTIQ_WORKER_MAX_RSS_MB: drains, exits 75, replaced",
-        submitted=len(ids), delivered=len(results), lost=len(ids) - len(results),
-        duplicated=len(tap.duplicated(ids)), executions=sum(ex.values()),
+    counts = tally(tap, redis, ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, executions=sum(ex.values()),
         re_executed=sum(1 for v in ex.values() if v > 1), exit_code=code, jobs_finished_by_recycled=len(on_a),
         recovery_s_max=round(t_exit[0] - t0, 2) if t_exit else None,
         notes="recovery = jobs queued to the recycled worker's exit (it finishes its running jobs first)")
     assert code == EXIT_RECYCLE, workers.log(a)[-2000:]
     assert len(results) == len(ids) and all(v == 1 for v in ex.values()), data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == 0, data
     assert on_a, "the recycled worker finished the jobs it had started"
     assert not tap.duplicated(ids)
     assert wait_for(lambda: held(redis) == 0, 20, what="nothing left held")
@@ -62,14 +64,18 @@ json.dump({"ids": [j.id for j in jobs], "outputs": [r.outputs for r in res],
 """
 
 
-def test_10000_jobs_from_4_client_processes(prod_env, workers, redis, tap, tmp_path):
+N_CLIENTS, PER_CLIENT = 4, 2500
+
+
+@pytest.mark.scenario("10_load_4_clients", "10,000 jobs from 4 concurrent client processes (2 workers x 16 slots)")
+def test_10000_jobs_from_4_client_processes(prod_env, workers, redis, tap, tmp_path, scenario):
     import os
 
     workers.start("debug", n=2, slots=16)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.time()
-    clients = [subprocess.Popen([sys.executable, "-c", CLIENT, "2500", str(tmp_path / f"c{k}.json"), str(k)],
-                                env=env, cwd=ROOT) for k in range(4)]
+    clients = [subprocess.Popen([sys.executable, "-c", CLIENT, str(PER_CLIENT), str(tmp_path / f"c{k}.json"), str(k)],
+                                env=env, cwd=ROOT) for k in range(N_CLIENTS)]
     try:
         codes = [p.wait(400) for p in clients]
     finally:
@@ -78,19 +84,21 @@ def test_10000_jobs_from_4_client_processes(prod_env, workers, redis, tap, tmp_p
                 p.kill()
     elapsed = time.time() - t0
     ids, wrong = [], 0
-    for k in range(4):
+    for k in range(N_CLIENTS):
         d = json.loads((tmp_path / f"c{k}.json").read_text())
         ids += d["ids"]
         wrong += sum(1 for o, t in zip(d["outputs"], d["texts"]) if o != [len(t)])
     time.sleep(1)
     ex = executions(redis, ids)
     published = {i: len(tap.by_id.get(i, [])) for i in ids}
-    data = record(
-        "10_load_4_clients", title="10,000 jobs from 4 concurrent client processes (2 workers x 16 slots)",
-        submitted=10000, delivered=len(ids), lost=10000 - len(ids), duplicated=sum(1 for v in published.values() if v > 1),
-        executions=sum(ex.values()), re_executed=sum(1 for v in ex.values() if v > 1), wrong_outputs=wrong,
-        unpublished=sum(1 for v in published.values() if v == 0), run_s=round(elapsed, 1), recovery_s_max=None)
-    assert codes == [0, 0, 0, 0]
-    assert len(ids) == len(set(ids)) == 10000 and wrong == 0, data
+    counts = tally(tap, redis, ids, "elastiq.debug")
+    data = scenario.record(
+        **counts, executions=sum(ex.values()), re_executed=sum(1 for v in ex.values() if v > 1), wrong_outputs=wrong,
+        unpublished=sum(1 for v in published.values() if v == 0), run_s=round(elapsed, 1), recovery_s_max=None,
+        runs_per_job={str(k): n for k, n in sorted(collections.Counter(ex.values()).items())},
+        reaped=reaped(redis, ids))
+    assert codes == [0] * N_CLIENTS
+    assert len(ids) == len(set(ids)) == N_CLIENTS * PER_CLIENT and wrong == 0, data
+    assert counts["lost"] == counts["failed"] == counts["duplicated"] == counts["left_in_queue"] == 0, data
     assert all(v == 1 for v in published.values()), data
-    assert all(v == 1 for v in ex.values()), data
+    assert all(v == 1 for v in ex.values()), (data["runs_per_job"], data["reaped"])

@@ -14,7 +14,7 @@ import pytest
 
 from elastiq import contract
 from elastiq.errors import DeadLetteredError, ElastiqError, JobTimeoutError
-from tests.faults.conftest import Supervisor, executions, held, reaped, record, records, wait_for
+from tests.faults.conftest import Supervisor, executions, held, reaped, records, tally, wait_for
 from workers.deadletter import dead_letters
 from workers.state import EXIT_HARD_TIME_LIMIT
 
@@ -42,7 +42,10 @@ def status_json(capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_crashing_input_is_dead_lettered_after_max_deliveries(prod_env, workers, client, redis, tap, capsys):
+@pytest.mark.scenario("07a_poison_crash", "Poison input that SIGKILLs its worker (`!crash`), max_deliveries=3, "
+                                        "production defaults")
+def test_crashing_input_is_dead_lettered_after_max_deliveries(prod_env, workers, client, redis, tap, capsys,
+                                                              scenario):
     workers.start("debug", n=2, slots=4)
     sup = Supervisor(workers, "debug", slots=4)
     sup.start()
@@ -54,7 +57,8 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(prod_env, workers,
         got = outcome(poison, 120)
         t_dead = time.time()
         others = [outcome(j, 60) for j in mates + later]
-        after = [outcome(j, 60) for j in client.submit_many("debug", [["after"]] * 10)]
+        after_jobs = client.submit_many("debug", [["after"]] * 10)
+        after = [outcome(j, 60) for j in after_jobs]
     finally:
         sup.stop()
     good = mates + later
@@ -66,12 +70,9 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(prod_env, workers,
     failed_others = [o for o in others if isinstance(o, Exception)]
     never_received = unanswered_and_queued(redis, good, others)
     first_crash = min(t for _, _, t in sup.exits) if sup.exits else None
+    counts = tally(tap, redis, ids + [poison.id] + [j.id for j in after_jobs], "elastiq.debug")
     data = dict(
-        title="Poison input that SIGKILLs its worker (`!crash`), max_deliveries=3, production defaults",
-        submitted=len(good) + 1 + len(after),
-        delivered=sum(1 for o in others + after if not isinstance(o, Exception)) + isinstance(got, DeadLetteredError),
-        failed=len(failed_others) - len(never_received), lost=len(never_received),
-        duplicated=len(tap.duplicated(ids)),
+        **counts, never_received=len(never_received),
         executions=sum(ex.values()), re_executed=sum(1 for i in ids if ex[i] > 1),
         poison_deliveries=ex[poison.id], poison_result=type(got).__name__, reaped=reaped(redis, ids),
         worker_deaths=len(sup.exits), failures=[f"{type(o).__name__}: {o}" for o in failed_others][:5],
@@ -94,11 +95,15 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(prod_env, workers,
     assert st["dead_letters"]["count"] >= 1
     assert any(e["job_id"] == poison.id for e in st["dead_letters"]["latest"])
     assert not tap.duplicated(ids)
+    assert counts["lost"] == 0 and counts["failed"] == 1 and counts["duplicated"] == 0, data   # the poison only
     assert wait_for(lambda: held(redis) == 0, 20, what="nothing left held")
-    record("07a_poison_crash", **data)
+    scenario.record(**data)
 
 
-def test_hanging_input_times_out_dead_letters_and_worker_exits(short_time_limits, workers, client, redis, tap):
+@pytest.mark.scenario("07b_poison_hang", "Poison input that hangs the forward pass (`!hang`): time limits "
+                                       "shortened to soft 4 s / hard 5 s (defaults 120 s / 180 s) to bound it")
+def test_hanging_input_times_out_dead_letters_and_worker_exits(short_time_limits, workers, client, redis, tap,
+                                                               scenario):
     workers.start("debug", n=2, slots=4)
     sup = Supervisor(workers, "debug", slots=4)
     sup.start()
@@ -112,7 +117,8 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(short_time_limits
         others = [outcome(j, 90) for j in later]
         wait_for(lambda: sup.exits, 30, what="the wedged worker to exit")
         t_exit = sup.exits[0][2]
-        after = [outcome(j, 60) for j in client.submit_many("debug", [["after"]] * 10)]
+        after_jobs = client.submit_many("debug", [["after"]] * 10)
+        after = [outcome(j, 60) for j in after_jobs]
     finally:
         sup.stop()
     ids = [j.id for j in later]
@@ -120,13 +126,10 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(short_time_limits
     dl = dead_letters(redis, 50)
     failed_others = [o for o in others if isinstance(o, Exception)]
     never_received = unanswered_and_queued(redis, later, others)
+    counts = tally(tap, redis, ids + [hang.id] + [j.id for j in after_jobs], "elastiq.debug")
     data = dict(
-        title="Poison input that hangs the forward pass (`!hang`): time limits shortened to soft 4 s / "
-              "hard 5 s (defaults 120 s / 180 s) so the scenario is bounded",
-        submitted=len(ids) + 1 + len(after),
-        delivered=sum(1 for o in others + after if not isinstance(o, Exception)) + isinstance(got, JobTimeoutError),
-        failed=len(failed_others) - len(never_received), lost=len(never_received),
-        duplicated=len(tap.duplicated(ids)), executions=sum(ex.values()) + 1, re_executed=sum(1 for i in ids if ex[i] > 1),
+        **counts, never_received=len(never_received),
+        executions=sum(executions(redis, ids + [hang.id]).values()), re_executed=sum(1 for i in ids if ex[i] > 1),
         poison_result=type(got).__name__, poison_timeout_s=round(t_timeout - t0, 1),
         reaped=reaped(redis, ids),
         worker_exit_codes=[c for _, c, _ in sup.exits],
@@ -138,5 +141,6 @@ def test_hanging_input_times_out_dead_letters_and_worker_exits(short_time_limits
     assert not failed_others, failed_others[:3]
     assert all(not isinstance(o, Exception) for o in after)
     assert not tap.duplicated(ids)
+    assert counts["lost"] == 0 and counts["failed"] == 1 and counts["duplicated"] == 0, data   # the hang only
     assert wait_for(lambda: held(redis) == 0, 20, what="nothing left held")
-    record("07b_poison_hang", **data)
+    scenario.record(**data)

@@ -20,7 +20,7 @@ def test_demo_runs_and_writes_the_timeline(tmp_path):
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
-    assert "600 results, 0 lost" in text
+    assert "600 results, 600 of 600 stored by the workers in Redis" in text
     assert "queue wait  p50" in text and "end to end  p50" in text
     assert "'pets and animals'" in text
     png = tmp_path / "demo" / "timeline.png"

@@ -16,7 +16,7 @@ Q = "elastiq.minilm"
 
 @pytest.fixture
 def store(redis):
-    return Reservations(redis, record_ttl_s=600, result_ttl_s=600, max_bytes=messages.max_item_bytes(1 << 20))
+    return Reservations(redis, record_ttl_s=600, result_ttl_s=600, max_bytes=1 << 22)
 
 
 def push(redis, n, priority=None, model="minilm", submitted_at=1000.0):

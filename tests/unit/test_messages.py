@@ -14,7 +14,7 @@ def test_a_built_job_reads_back_and_goes_to_kombus_priority_list():
     key, raw = messages.job_message("id-1", "minilm", ["a"], {"normalize": False}, submitted_at=5.0,
                                     deadline=9.0, priority=5)
     assert key == "elastiq.minilm" + contract.PRIORITY_SEP + "3"       # kombu: steps 0, 3, 6, 9
-    msg = messages.decode(raw, 10_000)
+    msg = messages.decode(raw)
     assert (msg.job_id, msg.task, msg.queue) == ("id-1", contract.TASK_NAME, "elastiq.minilm")
     assert msg.kwargs == {"model": "minilm", "inputs": ["a"], "params": {"normalize": False}}
     assert msg.header_float(contract.HEADER_DEADLINE) == 9.0 and messages.submitted_at(raw) == 5.0
@@ -40,11 +40,16 @@ def envelope(body, **over):
 ])
 def test_every_bad_item_is_a_typed_refusal(raw, reason):
     with pytest.raises(messages.BadMessage, match=reason.replace("[", r"\[").replace("]", r"\]")):
-        messages.decode(raw, 10_000)
+        messages.decode(raw)
 
 
-def test_size_is_checked_before_decoding():
-    raw = "{" + " " * 5000 + "}"                  # valid JSON, but over the limit: never parsed
-    with pytest.raises(messages.BadMessage, match="over the limit"):
-        messages.decode(raw, 1000)
-    assert messages.max_item_bytes(1000) > 1000 * 4 // 3
+def test_size_is_checked_before_decoding_and_the_id_read_from_the_tail():
+    from elastiq.settings import Limits
+    from workers import admission
+
+    limits = Limits(max_message_bytes=1000)
+    _, raw = messages.job_message("big-1", "minilm", ["x" * 200_000], {}, submitted_at=1.0)
+    assert admission.size_refusal(raw, limits) and "not decoded" in admission.size_refusal(raw, limits)
+    assert admission.id_hint(raw) == "big-1"                      # headers come after the body
+    _, ok = messages.job_message("ok-1", "minilm", ["x" * 900], {}, submitted_at=1.0)
+    assert admission.size_refusal(ok, limits) is None
