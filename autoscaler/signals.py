@@ -7,7 +7,8 @@ Per queue:
   invisible to ``LLEN``, the main reason KEDA misses backlog);
 - oldest age: from the ``elastiq_submitted_at`` header of the oldest message;
 - arrival rate and service time, smoothed: arrivals = starts + growth of the queue, and
-  service time by Little's law (jobs in service / start rate).
+  service time by Little's law (jobs in service / start rate) -- ``autoscaler.rates``,
+  the same estimator the simulator uses.
 Host: CPUs, idle CPU and available memory (psutil), worker RSS (heartbeats).
 Anything that cannot be read is ``None`` (unknown), never zero.
 """
@@ -17,9 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Callable
 
+from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
 from elastiq import contract
 from elastiq.procs import read_heartbeats
@@ -54,23 +55,14 @@ def _age(raw: str, now: float) -> float | None:
         return None
 
 
-@dataclass
-class _Rates:
-    at: float
-    started: int
-    waiting: int
-    arrival_rate: float | None = None
-    service_time_s: float | None = None
-
-
 class Signals:
     """Reads one snapshot per queue. Keeps the previous reading to smooth rates."""
 
-    def __init__(self, redis, *, smoothing: float = 0.3, host: Callable[[], dict] | None = None):
+    def __init__(self, redis, *, smoothing: float = SMOOTHING, host: Callable[[], dict] | None = None):
         self.redis = redis
         self.smoothing = smoothing
         self._host = host or host_stats
-        self._rates: dict[str, _Rates] = {}
+        self._rates: dict[str, RateState | None] = {}
         self._cold_start: dict[str, float] = {}
 
     def heartbeats(self) -> dict[str, dict] | None:
@@ -117,23 +109,9 @@ class Signals:
             started = int(self.redis.hget(contract.stats_key(queue), "started") or 0)
         except Exception:
             return None, None
-        prev = self._rates.get(queue)
-        if waiting is None:
-            return (prev.arrival_rate, prev.service_time_s) if prev else (None, None)
-        if prev is None or now - prev.at <= 0 or started < prev.started:
-            self._rates[queue] = _Rates(now, started, waiting)
-            return None, None
-        dt = now - prev.at
-        start_rate = (started - prev.started) / dt
-        arrivals = max(0.0, (started - prev.started + waiting - prev.waiting) / dt)
-        a = self.smoothing
-        arrival = arrivals if prev.arrival_rate is None else a * arrivals + (1 - a) * prev.arrival_rate
-        service = prev.service_time_s
-        if start_rate > 0 and in_flight is not None:
-            sample = in_flight / start_rate
-            service = sample if service is None else a * sample + (1 - a) * service
-        self._rates[queue] = _Rates(now, started, waiting, arrival, service)
-        return arrival, service
+        state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing)
+        self._rates[queue] = state
+        return (state.arrival_rate, state.service_time_s) if state else (None, None)
 
 
 def host_stats() -> dict:

@@ -2,8 +2,8 @@
 
 :class:`ElastiqPolicy` calls the real :func:`autoscaler.policy.decide` every control tick
 (1 s, the controller's default interval) on a :class:`~autoscaler.snapshot.Snapshot` built
-from the simulated queue, with the arrival rate and service time smoothed exactly as
-``autoscaler.signals.Signals._update_rates`` does (EWMA, factor 0.3): arrivals = jobs
+from the simulated queue, with the arrival rate and service time from the live signals'
+own estimator, :func:`autoscaler.rates.update_rates` (EWMA, factor 0.3): arrivals = jobs
 started + queue growth per interval; service time = in flight / start rate.
 """
 
@@ -12,31 +12,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from autoscaler.policy import PolicyConfig, PolicyState, decide
+from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.simulator.model import Observation, SimParams
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
 
 
 @dataclass
 class RateEstimator:
-    """The controller's smoothed arrival rate and service time, from counters only."""
-    smoothing: float = 0.3
-    _prev: tuple[float, int, int] | None = None
-    arrival_rate: float | None = None
-    service_time_s: float | None = None
+    """The controller's smoothed arrival rate and service time: :func:`autoscaler.rates.update_rates`."""
+    smoothing: float = SMOOTHING
+    state: RateState | None = None
 
     def update(self, now: float, started: int, waiting: int, in_flight: int) -> None:
-        prev, self._prev = self._prev, (now, started, waiting)
-        if prev is None or now <= prev[0]:
-            return
-        dt = now - prev[0]
-        start_rate = (started - prev[1]) / dt
-        arrivals = max(0.0, (started - prev[1] + waiting - prev[2]) / dt)
-        a = self.smoothing
-        self.arrival_rate = arrivals if self.arrival_rate is None else a * arrivals + (1 - a) * self.arrival_rate
-        if start_rate > 0:
-            sample = in_flight / start_rate
-            self.service_time_s = sample if self.service_time_s is None else (
-                a * sample + (1 - a) * self.service_time_s)
+        self.state = update_rates(self.state, now, started, waiting, in_flight, self.smoothing)
+
+    @property
+    def arrival_rate(self) -> float | None:
+        return self.state.arrival_rate if self.state else None
+
+    @property
+    def service_time_s(self) -> float | None:
+        return self.state.service_time_s if self.state else None
 
 
 @dataclass
