@@ -73,7 +73,8 @@ class Controller:
             replicas = self.backend.list(group)
             stopped = self._progress_drains(gs, replicas, beats, now)
             active = [r for r in replicas if r.worker_id not in gs.draining and r.worker_id not in stopped]
-            snap = self.signals.snapshot(queue, [r.worker_id for r in active], now, beats)
+            snap = self.signals.snapshot(queue, [r.worker_id for r in active], now, beats,
+                                         {r.worker_id: r.started_at for r in active})
             decision = decide(snap, gs.policy, self.config, now)
             gs.policy = decision.state
             action = self._act(gs, group, active, beats or {}, decision, now)

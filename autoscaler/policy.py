@@ -21,7 +21,9 @@ desired = max(backlog, Little's law, age), then clamped:
   the host can hold (memory and CPUs), and then the decision says "capacity-limited";
 - scale-up acts at once, at most ``max_step_up`` workers per decision; scale-down only
   to the highest recommendation seen in a window of max(stabilisation_min_s,
-  cold_start_factor x measured cold start), and never while a needed metric is unknown;
+  cold_start_factor x measured cold start), and never while a needed metric is unknown,
+  never while a worker is still loading, and never while a worker started less than that
+  window ago (each worker's window counts from its own start);
 - scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
   when a job waits;
 - optional (``prewarm``, off): demand surges that recur at a regular period start the
@@ -157,6 +159,26 @@ def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[
     return cap, why, parts
 
 
+def scale_in_blocker(q: QueueSnapshot, window: float, now: float) -> str | None:
+    """Why no scale-in may be decided now, or None.
+
+    A worker still loading (its cold start is being paid: removing it, or a loaded one
+    beside it, wastes that), or a worker started less than the scale-down window ago
+    (each worker's window counts from its own start, so a pool never shrinks within a
+    window of growing, whatever the recommendations said before it grew).
+    """
+    if q.worker_info is None:
+        loading, young = max(0, q.workers - q.ready_workers), 0
+    else:
+        loading = sum(1 for w in q.worker_info if not w.ready)
+        young = sum(1 for w in q.worker_info if w.started_at is not None and now - w.started_at < window)
+    if loading:
+        return f"hold: {loading} worker(s) still loading, no scale-in"
+    if young:
+        return f"hold: {young} worker(s) started less than {window:.0f}s ago, no scale-in"
+    return None
+
+
 def busy_floor(q: QueueSnapshot, config: PolicyConfig) -> int:
     """Fewest workers a scale-in may leave: busy workers (strict), or enough slots for the jobs in flight."""
     if config.keep_busy_workers or not q.slots_per_worker or q.in_flight is None:
@@ -277,6 +299,11 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
             if recent > desired:
                 desired = min(current, recent)
                 notes.append(f"hold: scale-in waits a {window:.0f}s window (recent need {recent})")
+    if desired < current:
+        blocker = scale_in_blocker(q, window, now)
+        if blocker:
+            desired = current
+            notes.append(blocker)
     terms.update(window_s=window, capacity=cap)
     text = "; ".join([reason] + notes)
     last_up = now if desired > current else state.last_scale_up_at

@@ -9,6 +9,9 @@ Per queue:
 - arrival rate and service time, smoothed: arrivals = starts + growth of the queue, and
   service time by Little's law (jobs in service / start rate) -- ``autoscaler.rates``,
   the same estimator the simulator uses.
+Per replica: its start time and readiness (heartbeat ``started_at``/``ready``/
+``cold_start_s``; the backend's start time for one not heartbeating yet), so the policy
+never scales in while a worker loads or before a worker's own window has passed.
 Host: CPUs, idle CPU and available memory (psutil), worker RSS (heartbeats).
 Anything that cannot be read is ``None`` (unknown), never zero.
 """
@@ -21,7 +24,7 @@ import time
 from typing import Callable
 
 from autoscaler.rates import SMOOTHING, RateState, update_rates
-from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
+from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
 from elastiq import contract
 from elastiq.procs import read_heartbeats
 
@@ -73,7 +76,9 @@ class Signals:
             return None
 
     def snapshot(self, queue: str, worker_ids: list[str], now: float,
-                 beats: dict[str, dict] | None = None) -> Snapshot:
+                 beats: dict[str, dict] | None = None,
+                 started: dict[str, float | None] | None = None) -> Snapshot:
+        """``started``: the backend's start time of each replica, for those not heartbeating yet."""
         beats = self.heartbeats() if beats is None else beats
         waiting, oldest = waiting_and_oldest(self.redis, queue, now)
         # In flight counts every worker on the queue (draining ones still hold real work);
@@ -93,6 +98,7 @@ class Signals:
             busy_workers=sum(1 for b in mine or [] if b.get("busy_by_queue", {}).get(queue, 0) > 0),
             slots_per_worker=max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None,
             cold_start_s=self._cold_start.get(queue),
+            worker_info=None if beats is None else worker_info(worker_ids, beats, started or {}),
         )
         host = self._host()
         rss = [b["rss_mb"] for b in on_queue or [] if b.get("rss_mb")]
@@ -112,6 +118,18 @@ class Signals:
         state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing)
         self._rates[queue] = state
         return (state.arrival_rate, state.service_time_s) if state else (None, None)
+
+
+def worker_info(worker_ids: list[str], beats: dict[str, dict],
+                started: dict[str, float | None]) -> tuple[WorkerInfo, ...]:
+    """Each replica's start and readiness: its heartbeat, else (still loading) the backend's start."""
+    out = []
+    for wid in worker_ids:
+        hb = beats.get(wid) or {}
+        at = hb.get("started_at") or started.get(wid)
+        out.append(WorkerInfo(wid, None if at is None else float(at), bool(hb.get("ready")),
+                              hb.get("cold_start_s")))
+    return tuple(out)
 
 
 def host_stats() -> dict:
