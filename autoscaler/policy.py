@@ -207,6 +207,11 @@ def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
                                            q.workers, config.tolerance)
         reasons["little"] = (f"arrivals {q.arrival_rate:.1f}/s x {q.service_time_s:.2f}s service / "
                              f"({config.target_utilisation:g} x {q.slots_per_worker} slots) -> {terms['little']}")
+    if q.arrival_rate is not None and q.worker_jobs_per_s:
+        terms["throughput"] = within_tolerance(
+            q.arrival_rate / (config.target_utilisation * q.worker_jobs_per_s), q.workers, config.tolerance)
+        reasons["throughput"] = (f"arrivals {q.arrival_rate:.1f}/s / ({config.target_utilisation:g} x "
+                                 f"{q.worker_jobs_per_s:.0f}/s a worker served saturated) -> {terms['throughput']}")
     if q.oldest_age_s is not None and q.waiting and q.oldest_age_s >= config.age_trigger * config.slo_wait_s:
         urgent = q.oldest_age_s >= config.slo_wait_s
         # Counted from the workers already serving: the ones still starting are the help on

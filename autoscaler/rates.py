@@ -8,8 +8,12 @@ queue) and ``in_flight`` (jobs running). Between two readings ``dt`` apart:
 
 - arrivals = (jobs started + growth of the queue) / dt, never negative;
 - service time = in flight / start rate (Little's law on the slots), when jobs started;
+- worker rate = start rate / ready workers, measured only while jobs waited at both
+  readings and the ready workers did not change (the pool was saturated, so starts were limited by what the workers could do,
+  not by arrivals): what one worker serves on this host, contention included;
 
-both smoothed by an EWMA with factor ``smoothing`` (0.3). A counter that went back (the
+each smoothed by an EWMA with factor ``smoothing`` (0.3); the worker rate keeps its last
+value while the pool is not saturated. A counter that went back (the
 stats key was reset) or a non-advancing clock restarts the estimate; an unknown
 ``waiting`` keeps the previous estimate; an unknown ``in_flight`` keeps the service time.
 """
@@ -28,6 +32,8 @@ class RateState:
     waiting: int
     arrival_rate: float | None = None
     service_time_s: float | None = None
+    worker_jobs_per_s: float | None = None
+    ready_workers: int | None = None
 
 
 def _ewma(sample: float, prev: float | None, a: float) -> float:
@@ -35,12 +41,14 @@ def _ewma(sample: float, prev: float | None, a: float) -> float:
 
 
 def update_rates(prev: RateState | None, now: float, started: int, waiting: int | None,
-                 in_flight: int | None, smoothing: float = SMOOTHING) -> RateState | None:
+                 in_flight: int | None, smoothing: float = SMOOTHING,
+                 ready_workers: int | None = None) -> RateState | None:
     """The next state after one reading; ``None`` while nothing is known yet."""
     if waiting is None:
         return prev
     if prev is None or now <= prev.at or started < prev.started:
-        return RateState(now, started, waiting)
+        return RateState(now, started, waiting, worker_jobs_per_s=prev.worker_jobs_per_s if prev else None,
+                         ready_workers=ready_workers)
     dt = now - prev.at
     start_rate = (started - prev.started) / dt
     arrivals = max(0.0, (started - prev.started + waiting - prev.waiting) / dt)
@@ -48,4 +56,8 @@ def update_rates(prev: RateState | None, now: float, started: int, waiting: int 
     service = prev.service_time_s
     if start_rate > 0 and in_flight is not None:
         service = _ewma(in_flight / start_rate, service, smoothing)
-    return RateState(now, started, waiting, arrival, service)
+    per_worker = prev.worker_jobs_per_s
+    if ready_workers and ready_workers == prev.ready_workers and waiting > 0 and prev.waiting > 0 \
+            and start_rate > 0:
+        per_worker = _ewma(start_rate / ready_workers, per_worker, smoothing)
+    return RateState(now, started, waiting, arrival, service, per_worker, ready_workers)

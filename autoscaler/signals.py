@@ -7,8 +7,9 @@ Per queue:
   invisible to ``LLEN``, the main reason KEDA misses backlog);
 - oldest age: from the ``elastiq_submitted_at`` header of the oldest message;
 - arrival rate and service time, smoothed: arrivals = starts + growth of the queue, and
-  service time by Little's law (jobs in service / start rate) -- ``autoscaler.rates``,
-  the same estimator the simulator uses.
+  service time by Little's law (jobs in service / start rate); and what one worker
+  serves, measured while the pool was saturated -- ``autoscaler.rates``, the same
+  estimator the simulator uses.
 Per replica: its start time and readiness (heartbeat ``started_at``/``ready``/
 ``cold_start_s``; the backend's start time for one not heartbeating yet), so the policy
 never scales in while a worker loads or before a worker's own window has passed.
@@ -87,14 +88,17 @@ class Signals:
         mine = None if beats is None else [b for w, b in beats.items() if w in worker_ids]
         in_flight = None if on_queue is None else sum(
             int(b.get("busy_by_queue", {}).get(queue, 0)) for b in on_queue)
-        arrival, service = self._update_rates(queue, now, waiting, in_flight)
+        ready = sum(1 for b in mine or [] if b.get("ready"))
+        rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None)
         colds = [b["cold_start_s"] for b in on_queue or [] if b.get("cold_start_s")]
         if colds:
             self._cold_start[queue] = max(colds)
         q = QueueSnapshot(
             queue=queue, waiting=waiting, in_flight=in_flight, oldest_age_s=oldest,
-            arrival_rate=arrival, service_time_s=service, workers=len(worker_ids),
-            ready_workers=sum(1 for b in mine or [] if b.get("ready")),
+            arrival_rate=rates.arrival_rate if rates else None,
+            service_time_s=rates.service_time_s if rates else None,
+            worker_jobs_per_s=rates.worker_jobs_per_s if rates else None,
+            workers=len(worker_ids), ready_workers=ready,
             busy_workers=sum(1 for b in mine or [] if b.get("busy_by_queue", {}).get(queue, 0) > 0),
             slots_per_worker=max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None,
             cold_start_s=self._cold_start.get(queue),
@@ -109,15 +113,15 @@ class Signals:
             worker_rss_mb=max(rss) if rss else None,
             threads_per_worker=max(threads) if threads else None))
 
-    def _update_rates(self, queue: str, now: float, waiting: int | None,
-                      in_flight: int | None) -> tuple[float | None, float | None]:
+    def _update_rates(self, queue: str, now: float, waiting: int | None, in_flight: int | None,
+                      ready: int | None) -> RateState | None:
         try:
             started = int(self.redis.hget(contract.stats_key(queue), "started") or 0)
         except Exception:
-            return None, None
-        state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing)
+            return None
+        state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing, ready)
         self._rates[queue] = state
-        return (state.arrival_rate, state.service_time_s) if state else (None, None)
+        return state
 
 
 def worker_info(worker_ids: list[str], beats: dict[str, dict],

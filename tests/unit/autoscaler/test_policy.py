@@ -62,6 +62,9 @@ def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 
     ("memory cap binds", q(waiting=160), HostSnapshot(64, 60, 1_512, 500, 1), CFG, 3, True),
     ("CPU cap binds", q(waiting=160), HostSnapshot(2, 1.5, 64_000, 500, 1), CFG, 2, True),
     ("Little's law", q(waiting=0, in_flight=10, arrival_rate=100, service_time_s=0.5), ROOMY, CFG, 4, False),
+    # few jobs in flight, but 150 arrive per s where a saturated worker served 120: 150 / (0.8 x 120) -> 2
+    ("throughput: arrivals over what a worker serves", q(waiting=0, in_flight=3, arrival_rate=150,
+     service_time_s=0.02, worker_jobs_per_s=120.0), ROOMY, CFG, 2, False),
     ("old job adds a worker", q(waiting=3, oldest_age_s=6.0), ROOMY, CFG, 2, False),
     ("job past the SLO adds two", q(waiting=3, oldest_age_s=12.0), ROOMY, CFG, 3, False),
     ("scale from zero", q(waiting=1, workers=0, ready_workers=0), ROOMY, replace(CFG, min_workers=0), 1, False),

@@ -37,3 +37,19 @@ def test_unknowns_and_resets():
     reset = update_rates(prev, 1.0, started=3, waiting=5, in_flight=3)     # counter went back
     assert reset == RateState(1.0, 3, 5)
     assert update_rates(prev, 0.0, started=60, waiting=5, in_flight=3) == RateState(0.0, 60, 5)
+
+
+def test_worker_rate_is_measured_only_while_the_pool_is_saturated():
+    s = update_rates(None, 0.0, started=0, waiting=50, in_flight=32, ready_workers=2)
+    s = update_rates(s, 1.0, started=200, waiting=60, in_flight=32, ready_workers=2)
+    assert s.worker_jobs_per_s == pytest.approx(100.0)                # 200 starts/s over 2 workers
+    # jobs stopped waiting: starts were limited by arrivals, not by the workers -- kept as it was
+    s = update_rates(s, 2.0, started=250, waiting=0, in_flight=5, ready_workers=2)
+    assert s.worker_jobs_per_s == pytest.approx(100.0)
+    # a worker became ready during the interval: not a clean measurement either
+    s = update_rates(s, 3.0, started=300, waiting=10, in_flight=32, ready_workers=2)
+    s = update_rates(s, 4.0, started=520, waiting=10, in_flight=48, ready_workers=3)
+    assert s.worker_jobs_per_s == pytest.approx(100.0)
+    s = update_rates(s, 5.0, started=760, waiting=10, in_flight=48, ready_workers=3)
+    assert s.worker_jobs_per_s == pytest.approx(0.3 * 80 + 0.7 * 100)
+    assert update_rates(s, 6.0, started=0, waiting=1, in_flight=0).worker_jobs_per_s == s.worker_jobs_per_s
