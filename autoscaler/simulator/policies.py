@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from autoscaler.policy import PolicyConfig, PolicyState, decide
 from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.simulator.model import Observation, SimParams
-from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
+from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
 
 
 @dataclass
@@ -23,8 +23,8 @@ class RateEstimator:
     smoothing: float = SMOOTHING
     state: RateState | None = None
 
-    def update(self, now: float, started: int, waiting: int, in_flight: int) -> None:
-        self.state = update_rates(self.state, now, started, waiting, in_flight, self.smoothing)
+    def update(self, now: float, started: int, waiting: int, in_flight: int, ready: int | None = None) -> None:
+        self.state = update_rates(self.state, now, started, waiting, in_flight, self.smoothing, ready)
 
     @property
     def arrival_rate(self) -> float | None:
@@ -34,6 +34,10 @@ class RateEstimator:
     def service_time_s(self) -> float | None:
         return self.state.service_time_s if self.state else None
 
+    @property
+    def worker_jobs_per_s(self) -> float | None:
+        return self.state.worker_jobs_per_s if self.state else None
+
 
 @dataclass
 class ElastiqPolicy:
@@ -41,6 +45,7 @@ class ElastiqPolicy:
     interval_s: float = 1.0
     host_cpus: int | None = None
     worker_threads: int = 1
+    worker_rss_mb: float | None = None
     name: str = "elastiq"
     initial: int | None = None          # workers warm at t=0 (default: min_workers)
     state: PolicyState = field(default_factory=PolicyState)
@@ -51,21 +56,24 @@ class ElastiqPolicy:
     def for_params(cls, params: SimParams, config: PolicyConfig | None = None) -> "ElastiqPolicy":
         base = config or PolicyConfig()
         cfg = replace(base, min_workers=params.min_workers, max_workers=params.max_workers,
-                      slo_wait_s=params.slo_wait_s)
-        return cls(cfg, host_cpus=params.host_cpus, worker_threads=params.worker_threads)
+                      slo_wait_s=params.slo_wait_s, memory_reserve_mb=params.memory_reserve_mb)
+        return cls(cfg, host_cpus=params.host_cpus, worker_threads=params.worker_threads,
+                   worker_rss_mb=params.worker_rss_mb)
 
     def initial_workers(self, params: SimParams) -> int:
         return self.config.min_workers if self.initial is None else self.initial
 
     def snapshot(self, obs: Observation) -> Snapshot:
-        self.rates.update(obs.now, obs.started_total, obs.waiting, obs.in_flight)
+        self.rates.update(obs.now, obs.started_total, obs.waiting, obs.in_flight, obs.ready_workers)
         q = QueueSnapshot(
             queue="sim", waiting=obs.waiting, in_flight=obs.in_flight, oldest_age_s=obs.oldest_age_s,
             arrival_rate=self.rates.arrival_rate, service_time_s=self.rates.service_time_s,
+            worker_jobs_per_s=self.rates.worker_jobs_per_s,
             workers=obs.workers, ready_workers=obs.ready_workers, busy_workers=obs.busy_workers,
-            slots_per_worker=obs.slots_per_worker, cold_start_s=obs.cold_start_s)
-        host = HostSnapshot(cpus=self.host_cpus, free_cpu=None, free_memory_mb=None, worker_rss_mb=None,
-                            threads_per_worker=self.worker_threads)
+            slots_per_worker=obs.slots_per_worker, cold_start_s=obs.cold_start_s,
+            worker_info=tuple(WorkerInfo(str(wid), at, ready, cold) for wid, at, ready, cold in obs.worker_info))
+        host = HostSnapshot(cpus=self.host_cpus, free_cpu=None, free_memory_mb=obs.free_memory_mb,
+                            worker_rss_mb=self.worker_rss_mb, threads_per_worker=self.worker_threads)
         return Snapshot(obs.now, q, host)
 
     def desired(self, obs: Observation) -> int:

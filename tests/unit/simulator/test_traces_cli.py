@@ -58,14 +58,22 @@ def test_cli_prints_a_table_and_writes_json_and_png(tmp_path, capsys):
     out_json, out_png = tmp_path / "o" / "sim.json", tmp_path / "o" / "sim.png"
     assert main(["--trace", str(path), "--json", str(out_json), "--png", str(out_png), "--cold-start-s", "3"]) == 0
     text = capsys.readouterr().out
-    for name in ("elastiq", "keda", "celery", "ray", "static", "worker-s", "p95 wait"):
+    for name in ("elastiq", "keda", "keda-tuned", "celery", "ray", "static", "worker-s", "p95 wait",
+                 "worker_seconds_vs_static", "best baseline"):
         assert name in text
     report = json.loads(out_json.read_text())
-    assert report["params"]["cold_start_s"] == 3.0
-    summaries = report["traces"]["small"]["summaries"]
-    assert [s["policy"] for s in summaries] == ["elastiq", "keda", "celery", "ray", "static"]
+    assert report["params"]["cold_start_s"] == 3.0 and report["params"]["cold_start_samples"] == []
+    assert report["calibration"]["cpus"] >= 1 and report["calibration"]["sources"]
+    assert len(report["commit"]) == 40 and report["command"].startswith("elastiq simulate --trace")
+    entry = report["traces"]["small"]
+    summaries = entry["summaries"]
+    assert [s["policy"] for s in summaries] == ["elastiq", "keda", "keda-tuned", "celery", "ray", "static"]
+    assert set(entry["ratios"]["vs"]) == {"keda", "keda-tuned", "celery", "ray", "static"}
+    assert set(entry["targets"]) == {"worker_seconds_vs_static", "p95_vs_keda", "p95_vs_keda_tuned",
+                                     "not_dominated", "direction_changes"}
     assert all(s["completed"] == s["jobs"] for s in summaries)
-    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = out_png.with_name("sim-small.png")
+    assert entry["png"] == png.name and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_usage_errors(tmp_path, capsys):
