@@ -103,11 +103,30 @@ def test_slow_cold_start_stretches_the_window():
     assert ds[20].desired == 4 and ds[25].desired == 1
 
 
-def test_noisy_signal_does_not_flap():
+def test_an_alternating_signal_holds_the_scaled_up_size():
     ticks = [q(waiting=64 if i % 2 == 0 else 0) for i in range(40)]
     sizes = [d.desired for d in run(ticks)]
     changes = sum(1 for a, b in zip(sizes, sizes[1:]) if a != b)
     assert changes == 0, sizes
+
+
+def test_steady_poisson_load_does_not_flap():
+    """The built-in steady trace (150 jobs/s Poisson for 600 s: one load phase) replayed through
+    the real policy on the machine model: at most one direction change (the fewest of any baseline,
+    0, + 1 per load phase) and no scale event after the first minute."""
+    from autoscaler.simulator import machine
+    from autoscaler.simulator.model import SimParams, simulate
+    from autoscaler.simulator.policies import ElastiqPolicy
+    from autoscaler.simulator.report import direction_changes
+    from autoscaler.simulator.scoring import load_phases
+    from autoscaler.traces import load
+
+    params = SimParams.for_machine(machine.calibration())
+    trace = load("steady")
+    assert len(load_phases(trace, params)) == 1
+    result = simulate(trace, ElastiqPolicy.for_params(params), params)
+    assert direction_changes(result.events) <= 1, result.events
+    assert all(t < 60 for t, _, _ in result.events), result.events
 
 
 def test_metric_outage_holds_instead_of_scaling_in():
