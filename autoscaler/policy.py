@@ -3,14 +3,18 @@
 No I/O, no clock reads, no logging: the same function runs in the controller and in the
 simulator, and tests drive it with a hand-made clock.
 
-desired = max(backlog, Little's law, age), then clamped:
+desired = max(backlog, Little's law, throughput, age), then clamped:
 - backlog:  ceil((waiting + in flight) / target_per_worker) -- in flight comes from
   heartbeats, so work held by workers counts (KEDA's LLEN misses it); ``waiting`` is the
   sum over the queue's Redis lists, Celery's priority sub-lists included (signals sums
-  them), so priority jobs count like any other;
+  them), so priority jobs count like any other; a backlog the ready workers clear (at
+  their measured rate, arrivals going on) before a new worker could be ready adds none;
 - Little's law: jobs in service L = arrival rate x mean service time (seconds a job holds
   a slot); one worker serves ``slots_per_worker`` jobs at once, kept at
   ``target_utilisation``, so workers = ceil(L / (target_utilisation x slots));
+- throughput: arrivals / (target_utilisation x what one worker served while the pool was
+  saturated) -- the host's contention is in that measurement, so on a 2-core machine the
+  term knows two workers do not serve twice one;
 - age: when the oldest waiting job nears the wait SLO (``age_trigger x slo_wait_s``), ask
   for one worker more than those already serving (two past the SLO), even if the backlog
   rule is satisfied (jobs may be slow, or the backlog target too loose);
@@ -193,6 +197,20 @@ def within_tolerance(workers: float, current: int, tolerance: float) -> int:
     return math.ceil(workers - 1e-9)
 
 
+def drain_time_s(q: QueueSnapshot) -> float | None:
+    """Seconds the ready workers need to clear the waiting jobs at their measured rate, with
+    arrivals going on; None if unknown or if they never would (arrivals outpace them).
+
+    Only the rate measured while the pool was saturated counts: slot turnover at low load
+    (jobs alone on a worker are fast) overstates what a worker can do and would hold back
+    the scale-up at the start of a burst (dev traces step and spiky: later and longer waits).
+    """
+    if not q.ready_workers or not q.worker_jobs_per_s or q.arrival_rate is None or q.waiting is None:
+        return None
+    spare = q.ready_workers * q.worker_jobs_per_s - q.arrival_rate
+    return q.waiting / spare if spare > 0 else None
+
+
 def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     """The largest of the three terms, with the reason of the one that won."""
     terms: dict[str, int] = {}
@@ -201,6 +219,11 @@ def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     terms["backlog"] = within_tolerance(backlog / config.target_per_worker, q.workers, config.tolerance)
     reasons["backlog"] = (f"backlog {backlog} (waiting {q.waiting} + in flight {q.in_flight}) / "
                           f"{config.target_per_worker:g} per worker -> {terms['backlog']}")
+    drain = drain_time_s(q)
+    if terms["backlog"] > q.workers and drain is not None and drain < (q.cold_start_s or 0.0):
+        terms["backlog"] = q.workers
+        reasons["backlog"] = (f"backlog {backlog}: the {q.ready_workers} ready worker(s) clear the {q.waiting} "
+                              f"waiting in {drain:.1f}s, before a new one could be ready ({q.cold_start_s:.1f}s)")
     if q.arrival_rate is not None and q.service_time_s is not None and q.slots_per_worker:
         in_service = q.arrival_rate * q.service_time_s
         terms["little"] = within_tolerance(in_service / (config.target_utilisation * q.slots_per_worker),

@@ -43,12 +43,12 @@ def summarise(r: SimResult) -> Summary:
     pct = (lambda q: float(np.percentile(waits, q))) if len(waits) else (lambda q: 0.0)
     return Summary(
         policy=r.policy, trace=r.trace, jobs=int(len(r.waits)), completed=int(len(waits)),
-        worker_seconds=round(r.worker_seconds, 1), wait_p50_s=round(pct(50), 3),
+        worker_seconds=round(float(r.worker_seconds), 1), wait_p50_s=round(pct(50), 3),
         wait_p95_s=round(pct(95), 3), wait_p99_s=round(pct(99), 3),
         wait_max_s=round(float(waits.max()) if len(waits) else 0.0, 3),
         over_slo=int(np.sum(waits > r.params.slo_wait_s)), scale_events=len(r.events),
         direction_changes=direction_changes(r.events),
-        max_workers_seen=int(r.workers.max()) if len(r.workers) else 0, horizon_s=round(r.horizon_s, 1))
+        max_workers_seen=int(r.workers.max()) if len(r.workers) else 0, horizon_s=round(float(r.horizon_s), 1))
 
 
 COLUMNS = [("policy", "policy", "{}"), ("worker_seconds", "worker-s", "{:.0f}"),

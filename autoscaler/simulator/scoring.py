@@ -3,10 +3,10 @@
 **Load phase** (:func:`load_phases`): the trace's offered work is averaged over 5 s
 windows and turned into the workers it needs on this machine, ``level = clamp(ceil(work
 per s / what one worker serves), min_workers, max_workers)``; a phase is a run of windows
-at one level, and a run shorter than 15 s is folded into the neighbour nearest in level,
-shortest first (Poisson noise at a level boundary is not a phase; a 15 s burst, the
-shortest in the built-in traces, is). A flat trace is one phase; a step up and back down
-is three.
+at one level, and a run shorter than 10 s (two windows) is folded into the neighbour
+nearest in level, shortest first (Poisson noise at a level boundary is not a phase; a 15
+s burst, the shortest in the built-in traces, is: wherever it falls it fills two whole
+windows). A flat trace is one phase; a step up and back down is three.
 
 **Targets** (issue #19, "Done when"), checked per trace by :func:`check_targets`:
 
@@ -29,7 +29,7 @@ from autoscaler.simulator.report import Summary
 from autoscaler.traces import Trace
 
 WINDOW_S = 5.0
-MIN_PHASE_S = 15.0
+MIN_PHASE_S = 10.0
 RESOLUTION_S = 0.01
 STATIC_WS_MAX = 0.6
 KEDA_P95_MAX = 0.5

@@ -65,6 +65,12 @@ def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 
     # few jobs in flight, but 150 arrive per s where a saturated worker served 120: 150 / (0.8 x 120) -> 2
     ("throughput: arrivals over what a worker serves", q(waiting=0, in_flight=3, arrival_rate=150,
      service_time_s=0.02, worker_jobs_per_s=120.0), ROOMY, CFG, 2, False),
+    # big jobs fill the slots, 6 wait: the ready worker clears them in 6 / (50 - 20) = 0.2 s, a new
+    # worker would take 5 s to load -- none is added; with arrivals outpacing the worker, it is
+    ("a backlog cleared before a new worker could load adds none", q(waiting=6, in_flight=16, arrival_rate=20,
+     worker_jobs_per_s=50.0), ROOMY, CFG, 1, False),
+    ("a backlog arrivals outpace adds a worker", q(waiting=6, in_flight=16, arrival_rate=60,
+     worker_jobs_per_s=50.0), ROOMY, CFG, 2, False),
     ("old job adds a worker", q(waiting=3, oldest_age_s=6.0), ROOMY, CFG, 2, False),
     ("job past the SLO adds two", q(waiting=3, oldest_age_s=12.0), ROOMY, CFG, 3, False),
     ("scale from zero", q(waiting=1, workers=0, ready_workers=0), ROOMY, replace(CFG, min_workers=0), 1, False),
