@@ -83,7 +83,7 @@ def make_params(args) -> tuple[SimParams, dict | None]:
     return params, cal
 
 
-def run_one(trace, policies, params, config, args) -> dict:
+def run_one(trace, policies, params, config, args, png: Path | None) -> dict:
     started = time.perf_counter()
     results = run_trace(trace, policies, params, config, args.ray_target_ongoing)
     summaries = [summarise(r) for r in results]
@@ -98,7 +98,6 @@ def run_one(trace, policies, params, config, args) -> dict:
     print(table(summaries))
     for line in describe(entry):
         print("  " + line)
-    png = args.png.with_name(f"{args.png.stem}-{trace.name}{args.png.suffix}") if args.png else None
     if png:
         from autoscaler.simulator.plot import render
         entry["png"] = render(results, png).name
@@ -149,9 +148,17 @@ def main(argv=None) -> int:
     report: dict = {"set": set_name or "trace", **provenance(argv), "calibration": cal, "params": asdict(params),
                     "policy_config": asdict(config), "traces": {}}
     for trace in traces:
-        report["traces"][trace.name] = run_one(trace, policies, params, config, args)
+        png = args.png
+        if png and set_name:
+            png = png.with_name(f"{png.stem}-{trace.name}{png.suffix}")
+        report["traces"][trace.name] = run_one(trace, policies, params, config, args, png)
     met = [e.get("targets_met") for e in report["traces"].values() if "targets_met" in e]
     report["all_targets_met"] = bool(met) and all(met)
+    if args.png and set_name:
+        from autoscaler.simulator.plot import overview
+
+        report["png"] = overview(report, args.png).name
+        print(f"wrote {args.png}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,4 +1,5 @@
-"""One PNG per trace: queue depth and workers over time, one panel per policy (Agg backend)."""
+"""PNGs (Agg backend): per trace, queue depth and workers over time, one panel per policy;
+per set of traces, an overview of cost against p95 wait, one panel per trace."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def render(results: list[SimResult], png: Path) -> Path:
         ax2 = ax.twinx()
         ax2.step(r.t, r.workers, where="post", color="tab:green", linewidth=1.8, label="workers")
         ax2.step(r.t, r.ready, where="post", color="tab:olive", linewidth=1.0, linestyle="--", label="ready")
+        if r.cpu_demand is not None and r.params.host_cpus and r.cpu_demand.any():
+            ax2.plot(r.t, r.cpu_demand, color="tab:red", linewidth=0.6, alpha=0.6, label="cores wanted")
+            ax2.axhline(r.params.host_cpus, color="tab:red", linewidth=0.6, linestyle=":")
         ax2.set_ylim(0, top)
         ax2.set_ylabel("workers")
         ax.set_title(f"{r.policy}: {s.worker_seconds:.0f} worker-s, p95 wait {s.wait_p95_s:.2f}s, "
@@ -32,6 +36,42 @@ def render(results: list[SimResult], png: Path) -> Path:
         ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("seconds")
     fig.suptitle(f"elastiq simulate: trace {results[0].trace}")
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+def overview(report: dict, png: Path) -> Path:
+    """Worker-seconds against p95 wait, one panel per trace, one point per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["traces"])
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        entry = report["traces"][name]
+        met = entry.get("targets_met")
+        for s in entry["summaries"]:
+            main = s["policy"].startswith("elastiq")
+            ax.scatter(s["worker_seconds"], s["wait_p95_s"], s=60 if main else 30,
+                       color="tab:green" if main else "tab:grey", zorder=3)
+            ax.annotate(s["policy"], (s["worker_seconds"], s["wait_p95_s"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"{name}" + ("" if met is None else (": targets met" if met else ": target missed")),
+                     fontsize=9, loc="left")
+        ax.set_xlabel("worker-seconds", fontsize=8)
+        ax.set_ylabel("p95 wait s", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"elastiq simulate: {report.get('set')} traces (lower-left is better)")
     fig.tight_layout()
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
