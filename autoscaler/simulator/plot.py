@@ -78,3 +78,43 @@ def overview(report: dict, png: Path) -> Path:
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return png
+
+
+def fidelity(recording: dict, rows: list[dict], sim, comparison: dict, png: Path) -> Path:
+    """A live run and its replay in the simulator: workers, queue and each job's wait over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    t0 = recording["t0"]
+    t = np.array([r["t"] - t0 for r in rows])
+    live = np.array([(r.get("current") or 0) + (r.get("draining") or 0) for r in rows])
+    fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True)
+    a1.step(t, live, where="post", color="tab:blue", label="live: workers (incl. draining)")
+    a1.step(sim.t, sim.workers, where="post", color="tab:orange", linestyle="--", label="simulated: workers")
+    a1.set_ylabel("workers")
+    a1.legend(fontsize=8, loc="upper right")
+    a2.plot(t, [r.get("waiting") or 0 for r in rows], color="tab:blue", label="live: waiting")
+    a2.plot(sim.t, sim.waiting, color="tab:orange", linestyle="--", label="simulated: waiting")
+    a2.set_ylabel("waiting jobs")
+    a2.legend(fontsize=8, loc="upper right")
+    jobs = [j for j in recording["jobs"] if "wait_s" in j]
+    a3.scatter([j["submitted_s"] for j in jobs], [j["wait_s"] for j in jobs], s=2, color="tab:blue",
+               label="live: job wait")
+    a3.scatter(sim.arrivals, sim.waits, s=2, color="tab:orange", alpha=0.5, label="simulated: job wait")
+    a3.set_ylabel("queue wait s")
+    a3.set_xlabel("seconds from the first submit")
+    a3.legend(fontsize=8, loc="upper right")
+    rep, q, fid = comparison["replicas"], comparison["queue_wait"], comparison["fidelity"]
+    fig.suptitle(f"live vs simulated, trace {recording['trace']}: worker-s {rep['worker_seconds_recorded']:.0f} vs "
+                 f"{rep['worker_seconds_sim']:.0f} (x{fid['worker_seconds']['ratio']}), p95 wait "
+                 f"{q.get('live_job_wait_p95_s')} vs {q['sim_job_wait_p95_s']} s "
+                 f"(x{fid.get('p95_wait', {}).get('ratio')})", fontsize=10)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
