@@ -9,8 +9,9 @@ queue) and ``in_flight`` (jobs running). Between two readings ``dt`` apart:
 - arrivals = (jobs started + growth of the queue) / dt, never negative;
 - service time = in flight / start rate (Little's law on the slots), when jobs started;
 - worker rate = start rate / ready workers, measured only while jobs waited at both
-  readings and the ready workers did not change (the pool was saturated, so starts were limited by what the workers could do,
-  not by arrivals): what one worker serves on this host, contention included;
+  readings and the ready workers did not change (the pool was saturated, so starts were
+  limited by what the workers could do, not by arrivals): what one worker serves on this
+  host, contention included;
 
 each smoothed by an EWMA with factor ``smoothing`` (0.3); the worker rate keeps its last
 value while the pool is not saturated. A counter that went back (the

@@ -91,7 +91,8 @@ def _bench(tmp_path, **extra):
                             "eight": {"jobs": 375, "texts": 3000, "cpu_ms_per_job": {"workers": 36.0}}},
         "batching.json": {"inprocess_batch1_texts_per_s": 250.0},
         "coldstart.json": {"model": "minilm", "ready_s": 4.0, "runs_detail": [{"ready_s": 4.0}, {"ready_s": 5.0}]},
-        "memory.json": {"pools": [{"workers": 1, "rss_mb_per_worker": 600.0}, {"workers": 2, "rss_mb_per_worker": 500.0}]},
+        "memory.json": {"pools": [{"workers": 1, "rss_mb_per_worker": 600.0},
+                                  {"workers": 2, "rss_mb_per_worker": 500.0}]},
         **extra,
     }
     for name, body in files.items():

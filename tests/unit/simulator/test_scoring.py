@@ -34,7 +34,8 @@ def s(policy, ws, p95, dc=0) -> Summary:
     return Summary(policy, "t", 100, 100, ws, 0.0, p95, p95, p95, 0, dc, dc, 4, 100.0)
 
 
-BASE = {"keda": s("keda", 2000, 4.0, 2), "keda-tuned": s("keda-tuned", 1500, 1.5, 1), "celery": s("celery", 900, 3.0, 6),
+BASE = {"keda": s("keda", 2000, 4.0, 2), "keda-tuned": s("keda-tuned", 1500, 1.5, 1),
+        "celery": s("celery", 900, 3.0, 6),
         "ray": s("ray", 2300, 9.0, 0), "static": s("static", 2400, 0.0, 0)}
 
 
