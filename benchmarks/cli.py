@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "memory":     "RSS per worker and total for 1, 2 and 4 workers",
     "quantize":   "int8 / bf16 speed-up and cosine agreement with fp32",
     "reaction":   "autoscaler: burst → decision → new worker ready → consuming",
+    "capacity":   "jobs/s of 1, 2 and 4 workers on this host, and a job alone (simulator calibration)",
 }
 
 
