@@ -53,9 +53,10 @@ def trace_section(name: str, e: dict) -> list[str]:
     if e.get("png"):
         out += ["", f"![{name}]({e['png']})"]
     rows = [[s["policy"], f"{s['worker_seconds']:.0f}", f"{s['wait_p50_s']:.3f}", f"{s['wait_p95_s']:.3f}",
-             f"{s['wait_p99_s']:.3f}", str(s["over_slo"]), str(s["scale_events"]), str(s["direction_changes"]),
+             f"{s['wait_p99_s']:.3f}", _f(s.get("latency_p95_s"), "{:.3f}"), str(s["over_slo"]),
+             str(s["scale_events"]), str(s["direction_changes"]),
              str(s["max_workers_seen"])] for s in e["summaries"]]
-    out += [""] + _table(["policy", "worker-s", "p50 wait s", "p95 wait s", "p99 wait s", "over SLO",
+    out += [""] + _table(["policy", "worker-s", "p50 wait s", "p95 wait s", "p99 wait s", "p95 latency s", "over SLO",
                           "scale events", "dir changes", "max workers"], rows)
     if "ratios" in e:
         vs = e["ratios"]["vs"]

@@ -120,6 +120,7 @@ class SimResult:
     horizon_s: float = 0.0
     cpu_demand: np.ndarray | None = None   # host cores wanted at each sample (machine model)
     refused_starts: int = 0                # starts the host's memory could not hold
+    holds: np.ndarray | None = None        # seconds each job held its slot (wait + hold = latency)
 
 
 def simulate(trace: Trace, policy: Policy, params: SimParams = SimParams()) -> SimResult:
@@ -155,4 +156,4 @@ def simulate(trace: Trace, policy: Policy, params: SimParams = SimParams()) -> S
         k += 1
     s = np.array(samples, dtype=float)
     return SimResult(policy.name, trace.name, params, trace.t, pool.waits, s[:, 0], s[:, 1], s[:, 2],
-                     s[:, 3], s[:, 4], events, pool.worker_seconds(now), now, s[:, 5], pool.refused)
+                     s[:, 3], s[:, 4], events, pool.worker_seconds(now), now, s[:, 5], pool.refused, pool.holds)

@@ -9,6 +9,20 @@ from autoscaler.simulator.model import SimResult
 from autoscaler.simulator.report import summarise
 
 
+SMOOTH_S = 5.0
+
+
+def _smoothed(t, values, window_s: float = SMOOTH_S):
+    """Means over ``window_s`` blocks: the instantaneous demand flickers with every job."""
+    import numpy as np
+
+    if len(t) < 2:
+        return t, values
+    n = max(1, int(round(window_s / (t[1] - t[0]))))
+    k = len(values) // n * n
+    return t[:k:n], values[:k].reshape(-1, n).mean(axis=1)
+
+
 def render(results: list[SimResult], png: Path) -> Path:
     import matplotlib
 
@@ -25,7 +39,8 @@ def render(results: list[SimResult], png: Path) -> Path:
         ax2.step(r.t, r.workers, where="post", color="tab:green", linewidth=1.8, label="workers")
         ax2.step(r.t, r.ready, where="post", color="tab:olive", linewidth=1.0, linestyle="--", label="ready")
         if r.cpu_demand is not None and r.params.host_cpus and r.cpu_demand.any():
-            ax2.plot(r.t, r.cpu_demand, color="tab:red", linewidth=0.6, alpha=0.6, label="cores wanted")
+            t, cores = _smoothed(r.t, r.cpu_demand)
+            ax2.plot(t, cores, color="tab:red", linewidth=0.8, alpha=0.7, label=f"cores wanted ({SMOOTH_S:.0f} s mean)")
             ax2.axhline(r.params.host_cpus, color="tab:red", linewidth=0.6, linestyle=":")
         ax2.set_ylim(0, top)
         ax2.set_ylabel("workers")
@@ -39,7 +54,7 @@ def render(results: list[SimResult], png: Path) -> Path:
     fig.tight_layout()
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
+    fig.savefig(png, dpi=72)
     plt.close(fig)
     return png
 

@@ -68,6 +68,7 @@ class Pool:
         self.noise = service_noise(trace.jobs, params)
         self.main_cum = np.concatenate([[0], np.cumsum(trace.priority == 0)])
         self.waits = np.full(trace.jobs, np.nan)
+        self.holds = np.full(trace.jobs, np.nan)           # seconds each job held its slot
         self.head = 0
         self.workers: list[Worker] = []
         self.slots: list[tuple[float, int]] = []           # (free at, worker id)
@@ -176,8 +177,10 @@ class Pool:
                 break
             self._finish_until(start)
             u = units[head]
-            end = start + self._hold(w, u, start) * noise[head]
+            hold = self._hold(w, u, start) * noise[head]
+            end = start + hold
             waits[head] = start - a
+            self.holds[head] = hold
             heapq.heapreplace(slots, (end, wid))
             heapq.heappush(ends, (end, wid, u))
             self._add_load(w, u)

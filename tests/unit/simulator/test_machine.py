@@ -137,3 +137,15 @@ def test_a_smoke_report_or_a_missing_one_is_a_config_error(tmp_path):
 def test_the_repository_calibration_reads():
     cal = machine.calibration()
     assert cal.cpus >= 1 and cal.host_jobs_per_s > 0 and cal.cold_start_s
+
+
+def test_latency_shows_the_slowdown_that_queue_wait_does_not():
+    # 180 jobs/s on a host that serves 200: four workers start every job at once (no wait) but
+    # share two cores, so each job's slot time stretches; latency = wait + slot time shows it
+    from autoscaler.simulator.report import summarise
+
+    trace = poisson("busy", lambda t: np.full_like(t, 180.0), 30.0, seed=2)
+    four = summarise(simulate(trace, StaticPolicy(workers=4), HOST))
+    one_job_alone = max(HOST.single_job_s, 1 / HOST.throughput_per_worker)
+    assert four.wait_p95_s < 0.01 and four.latency_p95_s > 3 * one_job_alone
+    assert four.latency_p95_s >= four.wait_p95_s
