@@ -14,8 +14,6 @@ SMOOTH_S = 5.0
 
 def _smoothed(t, values, window_s: float = SMOOTH_S):
     """Means over ``window_s`` blocks: the instantaneous demand flickers with every job."""
-    import numpy as np
-
     if len(t) < 2:
         return t, values
     n = max(1, int(round(window_s / (t[1] - t[0]))))
