@@ -43,6 +43,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
+from autoscaler.prewarm import prewarm_target, track_surges
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
 from elastiq.errors import ConfigError
 
@@ -247,31 +248,44 @@ def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     return terms[best], reasons[best], terms
 
 
-def track_surges(state: PolicyState, want: int, config: PolicyConfig, now: float) -> tuple[tuple, bool]:
-    """Record when demand rises above the idle level (one surge per rise), keeping the last 8."""
-    high = want > max(config.min_workers, 1)
-    surges = state.surges
-    if high and not state.in_surge:
-        surges = (surges + ((now, min(want, config.max_workers)),))[-8:]
-    return surges, high
+def clamp_up(desired: int, current: int, h: HostSnapshot, config: PolicyConfig, terms: dict,
+             notes: list[str]) -> tuple[int, int | None, bool]:
+    """``desired`` within max_workers, what the host can hold and the step limit; the host's
+    cap and whether it bound."""
+    if desired > config.max_workers:
+        desired = config.max_workers
+        notes.append(f"max {config.max_workers}")
+    capacity_limited = False
+    cap, why, parts = host_capacity(h, current, config)
+    terms.update(parts)
+    if cap is not None and desired > max(cap, current):
+        desired = max(cap, current)
+        capacity_limited = True
+        notes.append(f"capacity-limited ({why})")
+    if desired > current + config.max_step_up:
+        desired = current + config.max_step_up
+        notes.append(f"step limit +{config.max_step_up}")
+    return desired, cap, capacity_limited
 
 
-def prewarm_target(surges: tuple, in_surge: bool, config: PolicyConfig, now: float,
-                   cold_start_s: float | None) -> tuple[int, str] | None:
-    """Workers to have ready for a surge predicted from a regular period, or None."""
-    if not config.prewarm or in_surge or len(surges) < config.prewarm_min_surges:
-        return None
-    starts = [t for t, _ in surges[-config.prewarm_min_surges:]]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    period = sum(gaps) / len(gaps)
-    if period <= 0 or any(abs(g - period) > config.prewarm_jitter * period for g in gaps):
-        return None
-    nxt = starts[-1] + period
-    lead = config.prewarm_lead_factor * max(cold_start_s or 0.0, 1.0)
-    if not nxt - lead <= now <= nxt + lead:
-        return None
-    peak = surges[-1][1]
-    return peak, f"pre-warm: surges every {period:.0f}s, next expected in {nxt - now:.0f}s -> {peak}"
+def held_scale_in(q: QueueSnapshot, desired: int, known: bool, recs: tuple, window: float, now: float,
+                  notes: list[str]) -> int:
+    """A scale-in to ``desired``, held back (with a note) by unknown metrics, the window's
+    recommendations, a loading worker or a worker younger than the window."""
+    current = q.workers
+    if not known:
+        notes.append("hold: queue or heartbeat metrics unknown, no scale-in")
+        return current
+    recent = max(r for _, r in recs)
+    if recent > desired:
+        desired = min(current, recent)
+        notes.append(f"hold: scale-in waits a {window:.0f}s window (recent need {recent})")
+    if desired < current:
+        blocker = scale_in_blocker(q, window, now)
+        if blocker:
+            notes.append(blocker)
+            return current
+    return desired
 
 
 def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: float) -> Decision:
@@ -299,39 +313,14 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
         desired = 1
     if current == 0 and desired > 0 and (q.waiting or 0) > 0:
         notes.append("scale from zero: a job is waiting")
-    if desired > config.max_workers:
-        desired = config.max_workers
-        notes.append(f"max {config.max_workers}")
-
-    capacity_limited = False
-    cap, why, parts = host_capacity(h, current, config)
-    terms.update(parts)
-    if cap is not None and desired > max(cap, current):
-        desired = max(cap, current)
-        capacity_limited = True
-        notes.append(f"capacity-limited ({why})")
-    if desired > current + config.max_step_up:
-        desired = current + config.max_step_up
-        notes.append(f"step limit +{config.max_step_up}")
+    desired, cap, capacity_limited = clamp_up(desired, current, h, config, terms, notes)
 
     window = scale_down_window(q, config)
     # An unknown metric records the current size, so it cannot open the way to a scale-in later.
     rec = desired if known else max(desired, current)
     recs = tuple((t, r) for t, r in state.recommendations if now - t < window) + ((now, rec),)
     if desired < current:
-        if not known:
-            desired = current
-            notes.append("hold: queue or heartbeat metrics unknown, no scale-in")
-        else:
-            recent = max(r for _, r in recs)
-            if recent > desired:
-                desired = min(current, recent)
-                notes.append(f"hold: scale-in waits a {window:.0f}s window (recent need {recent})")
-    if desired < current:
-        blocker = scale_in_blocker(q, window, now)
-        if blocker:
-            desired = current
-            notes.append(blocker)
+        desired = held_scale_in(q, desired, known, recs, window, now, notes)
     terms.update(window_s=window, capacity=cap)
     text = "; ".join([reason] + notes)
     last_up = now if desired > current else state.last_scale_up_at
