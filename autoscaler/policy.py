@@ -26,8 +26,9 @@ desired = max(backlog, Little's law, throughput, age), then clamped:
 - scale-up acts at once, at most ``max_step_up`` workers per decision; scale-down only
   to the highest recommendation seen in a window of max(stabilisation_min_s,
   cold_start_factor x measured cold start), and never while a needed metric is unknown,
-  never while a worker is still loading, and never while a worker started less than that
-  window ago (each worker's window counts from its own start);
+  never while a worker is still loading (unless stuck: not ready after max(120 s, 5 x
+  cold start)), and never while a worker started less than that window ago (each
+  worker's window counts from its own start);
 - scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
   when a job waits;
 - optional (``prewarm``, off): demand surges that recur at a regular period start the
@@ -164,18 +165,29 @@ def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[
     return cap, why, parts
 
 
+STUCK_MIN_S = 120.0          # a worker loading longer than max(this, 5 x cold start) is stuck
+
+
+def stuck_after_s(q: QueueSnapshot) -> float:
+    return max(STUCK_MIN_S, 5.0 * (q.cold_start_s or 0.0))
+
+
 def scale_in_blocker(q: QueueSnapshot, window: float, now: float) -> str | None:
     """Why no scale-in may be decided now, or None.
 
     A worker still loading (its cold start is being paid: removing it, or a loaded one
     beside it, wastes that), or a worker started less than the scale-down window ago
     (each worker's window counts from its own start, so a pool never shrinks within a
-    window of growing, whatever the recommendations said before it grew).
+    window of growing, whatever the recommendations said before it grew). A worker not
+    ready after ``stuck_after_s(q)`` is stuck, not loading: it no longer holds the pool
+    (a crash-looping replica must not pin the pool's size forever).
     """
     if q.worker_info is None:
         loading, young = max(0, q.workers - q.ready_workers), 0
     else:
-        loading = sum(1 for w in q.worker_info if not w.ready)
+        stuck = stuck_after_s(q)
+        loading = sum(1 for w in q.worker_info if not w.ready
+                      and (w.started_at is None or now - w.started_at < stuck))
         young = sum(1 for w in q.worker_info if w.started_at is not None and now - w.started_at < window)
     if loading:
         return f"hold: {loading} worker(s) still loading, no scale-in"

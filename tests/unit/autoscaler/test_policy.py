@@ -270,3 +270,13 @@ def test_no_scale_in_inside_any_workers_window_from_its_start():
     assert d.desired == 3 and "1 worker(s) started less than 15s ago" in d.reason
     d = once(q(workers=3, worker_info=info), state=PolicyState(((900.0, 1),)), now=1010.0)
     assert d.desired == 1
+
+
+def test_a_worker_stuck_loading_does_not_pin_the_pool_forever():
+    # loading for 100 s with a 5 s cold start: still "loading" (under max(120, 25) s) ...
+    info = (WorkerInfo("a", 0.0, True, 5.0), WorkerInfo("b", 900.0, False))
+    d = once(q(workers=2, ready_workers=1, worker_info=info), state=PolicyState(((800.0, 1),)))
+    assert d.desired == 2 and "still loading" in d.reason
+    # ... at 130 s it is stuck: the scale-in goes ahead (the controller drains a starting one after idle ones)
+    d = once(q(workers=2, ready_workers=1, worker_info=info), state=PolicyState(((800.0, 1),)), now=1030.0)
+    assert d.desired == 1, d.reason
