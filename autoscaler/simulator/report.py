@@ -79,7 +79,7 @@ def table(summaries: list[Summary]) -> str:
 
 
 def provenance(argv: list[str] | None = None) -> dict:
-    """The git commit (and whether the tree had changes), the time and the command of a run."""
+    """The git commit (and whether the code had uncommitted changes), the time and the command of a run."""
     root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
@@ -89,7 +89,8 @@ def provenance(argv: list[str] | None = None) -> dict:
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # the code's state: reports and figures under docs/ being rewritten do not make a run "dirty"
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs")
     return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": "elastiq simulate " + " ".join(argv or [])}
