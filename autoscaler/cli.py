@@ -98,7 +98,7 @@ def main(argv=None) -> int:
                             drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
                             record=record, metrics=metrics, reap=reap)
     if args.start_workers and not args.dry_run:
-        controller.start_workers(args.start_workers, time.time())
+        controller.start_workers(args.start_workers)
     if args.once:
         rows = controller.reconcile_once(time.time())
         if not args.json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 from autoscaler import drain
@@ -49,15 +49,12 @@ class Controller:
         self.reap = reap
         self.state: dict[str, GroupState] = {g: GroupState() for g in self.groups}
 
-    def start_workers(self, n: int, now: float) -> None:
-        """Bring each group up to ``n`` replicas, and count them as recommended now, so the
-        first decisions do not scale in before a full window has passed."""
+    def start_workers(self, n: int) -> None:
+        """Bring each group up to ``n`` replicas (``elastiq up --workers N --autoscale``); the
+        policy keeps them through their loading and their scale-down window."""
         for group in self.groups:
-            have = len(self.backend.list(group))
-            for _ in range(max(0, n - have)):
+            for _ in range(max(0, n - len(self.backend.list(group)))):
                 log.info("started %s", self.backend.start(group).worker_id)
-            gs = self.state[group]
-            gs.policy = replace(gs.policy, recommendations=gs.policy.recommendations + ((now, max(n, have)),))
 
     def reconcile_once(self, now: float) -> list[dict]:
         if self.reap is not None:        # dead workers' jobs back first (any reaper will do)
@@ -89,7 +86,8 @@ class Controller:
             replicas = self.backend.list(group)
             stopped = self._progress_drains(gs, replicas, beats, now)
             active = [r for r in replicas if r.worker_id not in gs.draining and r.worker_id not in stopped]
-            snap = self.signals.snapshot(queue, [r.worker_id for r in active], now, beats)
+            snap = self.signals.snapshot(queue, [r.worker_id for r in active], now, beats,
+                                         {r.worker_id: r.started_at for r in active})
             decision = decide(snap, gs.policy, self.config, now)
             gs.policy = decision.state
             action = self._act(gs, group, active, beats or {}, decision, now)
@@ -135,9 +133,6 @@ class Controller:
                 replica = self.backend.start(group)
                 log.info("started %s", replica.worker_id)
             return f"up +{delta}"
-        loading = [r.worker_id for r in active if not (beats.get(r.worker_id) or {}).get("ready")]
-        if loading:              # its cold start is not yet known, and it may be the victim
-            return f"hold: {len(loading)} worker(s) still loading, no scale-in"
         for victim in drain.pick_victims(active, beats, -delta):
             drain.request_drain(self.redis, victim.worker_id)
             gs.draining[victim.worker_id] = (victim, now)

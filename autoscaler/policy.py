@@ -3,14 +3,18 @@
 No I/O, no clock reads, no logging: the same function runs in the controller and in the
 simulator, and tests drive it with a hand-made clock.
 
-desired = max(backlog, Little's law, age), then clamped:
+desired = max(backlog, Little's law, throughput, age), then clamped:
 - backlog:  ceil((waiting + in flight) / target_per_worker) -- in flight comes from
   heartbeats, so work held by workers counts (KEDA's LLEN misses it); ``waiting`` is the
   sum over the queue's Redis lists, Celery's priority sub-lists included (signals sums
-  them), so priority jobs count like any other;
+  them), so priority jobs count like any other; a backlog the ready workers clear (at
+  their measured rate, arrivals going on) before a new worker could be ready adds none;
 - Little's law: jobs in service L = arrival rate x mean service time (seconds a job holds
   a slot); one worker serves ``slots_per_worker`` jobs at once, kept at
   ``target_utilisation``, so workers = ceil(L / (target_utilisation x slots));
+- throughput: arrivals / (target_utilisation x what one worker served while the pool was
+  saturated) -- the host's contention is in that measurement, so on a 2-core machine the
+  term knows two workers do not serve twice one;
 - age: when the oldest waiting job nears the wait SLO (``age_trigger x slo_wait_s``), ask
   for one worker more than those already serving (two past the SLO), even if the backlog
   rule is satisfied (jobs may be slow, or the backlog target too loose);
@@ -21,7 +25,10 @@ desired = max(backlog, Little's law, age), then clamped:
   the host can hold (memory and CPUs), and then the decision says "capacity-limited";
 - scale-up acts at once, at most ``max_step_up`` workers per decision; scale-down only
   to the highest recommendation seen in a window of max(stabilisation_min_s,
-  cold_start_factor x measured cold start), and never while a needed metric is unknown;
+  cold_start_factor x measured cold start), and never while a needed metric is unknown,
+  never while a worker is still loading (unless stuck: not ready after max(120 s, 5 x
+  cold start)), and never while a worker started less than that window ago (each
+  worker's window counts from its own start);
 - scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
   when a job waits;
 - optional (``prewarm``, off): demand surges that recur at a regular period start the
@@ -37,6 +44,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
+from autoscaler.prewarm import prewarm_target, track_surges
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
 from elastiq.errors import ConfigError
 
@@ -157,6 +165,37 @@ def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[
     return cap, why, parts
 
 
+STUCK_MIN_S = 120.0          # a worker loading longer than max(this, 5 x cold start) is stuck
+
+
+def stuck_after_s(q: QueueSnapshot) -> float:
+    return max(STUCK_MIN_S, 5.0 * (q.cold_start_s or 0.0))
+
+
+def scale_in_blocker(q: QueueSnapshot, window: float, now: float) -> str | None:
+    """Why no scale-in may be decided now, or None.
+
+    A worker still loading (its cold start is being paid: removing it, or a loaded one
+    beside it, wastes that), or a worker started less than the scale-down window ago
+    (each worker's window counts from its own start, so a pool never shrinks within a
+    window of growing, whatever the recommendations said before it grew). A worker not
+    ready after ``stuck_after_s(q)`` is stuck, not loading: it no longer holds the pool
+    (a crash-looping replica must not pin the pool's size forever).
+    """
+    if q.worker_info is None:
+        loading, young = max(0, q.workers - q.ready_workers), 0
+    else:
+        stuck = stuck_after_s(q)
+        loading = sum(1 for w in q.worker_info if not w.ready
+                      and (w.started_at is None or now - w.started_at < stuck))
+        young = sum(1 for w in q.worker_info if w.started_at is not None and now - w.started_at < window)
+    if loading:
+        return f"hold: {loading} worker(s) still loading, no scale-in"
+    if young:
+        return f"hold: {young} worker(s) started less than {window:.0f}s ago, no scale-in"
+    return None
+
+
 def busy_floor(q: QueueSnapshot, config: PolicyConfig) -> int:
     """Fewest workers a scale-in may leave: busy workers (strict), or enough slots for the jobs in flight."""
     if config.keep_busy_workers or not q.slots_per_worker or q.in_flight is None:
@@ -171,6 +210,20 @@ def within_tolerance(workers: float, current: int, tolerance: float) -> int:
     return math.ceil(workers - 1e-9)
 
 
+def drain_time_s(q: QueueSnapshot) -> float | None:
+    """Seconds the ready workers need to clear the waiting jobs at their measured rate, with
+    arrivals going on; None if unknown or if they never would (arrivals outpace them).
+
+    Only the rate measured while the pool was saturated counts: slot turnover at low load
+    (jobs alone on a worker are fast) overstates what a worker can do and would hold back
+    the scale-up at the start of a burst (dev traces step and spiky: later and longer waits).
+    """
+    if not q.ready_workers or not q.worker_jobs_per_s or q.arrival_rate is None or q.waiting is None:
+        return None
+    spare = q.ready_workers * q.worker_jobs_per_s - q.arrival_rate
+    return q.waiting / spare if spare > 0 else None
+
+
 def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     """The largest of the three terms, with the reason of the one that won."""
     terms: dict[str, int] = {}
@@ -179,12 +232,22 @@ def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     terms["backlog"] = within_tolerance(backlog / config.target_per_worker, q.workers, config.tolerance)
     reasons["backlog"] = (f"backlog {backlog} (waiting {q.waiting} + in flight {q.in_flight}) / "
                           f"{config.target_per_worker:g} per worker -> {terms['backlog']}")
+    drain = drain_time_s(q)
+    if terms["backlog"] > q.workers and drain is not None and drain < (q.cold_start_s or 0.0):
+        terms["backlog"] = q.workers
+        reasons["backlog"] = (f"backlog {backlog}: the {q.ready_workers} ready worker(s) clear the {q.waiting} "
+                              f"waiting in {drain:.1f}s, before a new one could be ready ({q.cold_start_s:.1f}s)")
     if q.arrival_rate is not None and q.service_time_s is not None and q.slots_per_worker:
         in_service = q.arrival_rate * q.service_time_s
         terms["little"] = within_tolerance(in_service / (config.target_utilisation * q.slots_per_worker),
                                            q.workers, config.tolerance)
         reasons["little"] = (f"arrivals {q.arrival_rate:.1f}/s x {q.service_time_s:.2f}s service / "
                              f"({config.target_utilisation:g} x {q.slots_per_worker} slots) -> {terms['little']}")
+    if q.arrival_rate is not None and q.worker_jobs_per_s:
+        terms["throughput"] = within_tolerance(
+            q.arrival_rate / (config.target_utilisation * q.worker_jobs_per_s), q.workers, config.tolerance)
+        reasons["throughput"] = (f"arrivals {q.arrival_rate:.1f}/s / ({config.target_utilisation:g} x "
+                                 f"{q.worker_jobs_per_s:.0f}/s a worker served saturated) -> {terms['throughput']}")
     if q.oldest_age_s is not None and q.waiting and q.oldest_age_s >= config.age_trigger * config.slo_wait_s:
         urgent = q.oldest_age_s >= config.slo_wait_s
         # Counted from the workers already serving: the ones still starting are the help on
@@ -197,31 +260,44 @@ def demand(q: QueueSnapshot, config: PolicyConfig) -> tuple[int, str, dict]:
     return terms[best], reasons[best], terms
 
 
-def track_surges(state: PolicyState, want: int, config: PolicyConfig, now: float) -> tuple[tuple, bool]:
-    """Record when demand rises above the idle level (one surge per rise), keeping the last 8."""
-    high = want > max(config.min_workers, 1)
-    surges = state.surges
-    if high and not state.in_surge:
-        surges = (surges + ((now, min(want, config.max_workers)),))[-8:]
-    return surges, high
+def clamp_up(desired: int, current: int, h: HostSnapshot, config: PolicyConfig, terms: dict,
+             notes: list[str]) -> tuple[int, int | None, bool]:
+    """``desired`` within max_workers, what the host can hold and the step limit; the host's
+    cap and whether it bound."""
+    if desired > config.max_workers:
+        desired = config.max_workers
+        notes.append(f"max {config.max_workers}")
+    capacity_limited = False
+    cap, why, parts = host_capacity(h, current, config)
+    terms.update(parts)
+    if cap is not None and desired > max(cap, current):
+        desired = max(cap, current)
+        capacity_limited = True
+        notes.append(f"capacity-limited ({why})")
+    if desired > current + config.max_step_up:
+        desired = current + config.max_step_up
+        notes.append(f"step limit +{config.max_step_up}")
+    return desired, cap, capacity_limited
 
 
-def prewarm_target(surges: tuple, in_surge: bool, config: PolicyConfig, now: float,
-                   cold_start_s: float | None) -> tuple[int, str] | None:
-    """Workers to have ready for a surge predicted from a regular period, or None."""
-    if not config.prewarm or in_surge or len(surges) < config.prewarm_min_surges:
-        return None
-    starts = [t for t, _ in surges[-config.prewarm_min_surges:]]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    period = sum(gaps) / len(gaps)
-    if period <= 0 or any(abs(g - period) > config.prewarm_jitter * period for g in gaps):
-        return None
-    nxt = starts[-1] + period
-    lead = config.prewarm_lead_factor * max(cold_start_s or 0.0, 1.0)
-    if not nxt - lead <= now <= nxt + lead:
-        return None
-    peak = surges[-1][1]
-    return peak, f"pre-warm: surges every {period:.0f}s, next expected in {nxt - now:.0f}s -> {peak}"
+def held_scale_in(q: QueueSnapshot, desired: int, known: bool, recs: tuple, window: float, now: float,
+                  notes: list[str]) -> int:
+    """A scale-in to ``desired``, held back (with a note) by unknown metrics, the window's
+    recommendations, a loading worker or a worker younger than the window."""
+    current = q.workers
+    if not known:
+        notes.append("hold: queue or heartbeat metrics unknown, no scale-in")
+        return current
+    recent = max(r for _, r in recs)
+    if recent > desired:
+        desired = min(current, recent)
+        notes.append(f"hold: scale-in waits a {window:.0f}s window (recent need {recent})")
+    if desired < current:
+        blocker = scale_in_blocker(q, window, now)
+        if blocker:
+            notes.append(blocker)
+            return current
+    return desired
 
 
 def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: float) -> Decision:
@@ -249,34 +325,14 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
         desired = 1
     if current == 0 and desired > 0 and (q.waiting or 0) > 0:
         notes.append("scale from zero: a job is waiting")
-    if desired > config.max_workers:
-        desired = config.max_workers
-        notes.append(f"max {config.max_workers}")
-
-    capacity_limited = False
-    cap, why, parts = host_capacity(h, current, config)
-    terms.update(parts)
-    if cap is not None and desired > max(cap, current):
-        desired = max(cap, current)
-        capacity_limited = True
-        notes.append(f"capacity-limited ({why})")
-    if desired > current + config.max_step_up:
-        desired = current + config.max_step_up
-        notes.append(f"step limit +{config.max_step_up}")
+    desired, cap, capacity_limited = clamp_up(desired, current, h, config, terms, notes)
 
     window = scale_down_window(q, config)
     # An unknown metric records the current size, so it cannot open the way to a scale-in later.
     rec = desired if known else max(desired, current)
     recs = tuple((t, r) for t, r in state.recommendations if now - t < window) + ((now, rec),)
     if desired < current:
-        if not known:
-            desired = current
-            notes.append("hold: queue or heartbeat metrics unknown, no scale-in")
-        else:
-            recent = max(r for _, r in recs)
-            if recent > desired:
-                desired = min(current, recent)
-                notes.append(f"hold: scale-in waits a {window:.0f}s window (recent need {recent})")
+        desired = held_scale_in(q, desired, known, recs, window, now, notes)
     terms.update(window_s=window, capacity=cap)
     text = "; ".join([reason] + notes)
     last_up = now if desired > current else state.last_scale_up_at

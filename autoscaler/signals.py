@@ -7,7 +7,12 @@ Per queue:
   invisible to ``LLEN``, the main reason KEDA misses backlog);
 - oldest age: from the ``elastiq_submitted_at`` header of the oldest message;
 - arrival rate and service time, smoothed: arrivals = starts + growth of the queue, and
-  service time by Little's law (jobs in service / start rate).
+  service time by Little's law (jobs in service / start rate); and what one worker
+  serves, measured while the pool was saturated -- ``autoscaler.rates``, the same
+  estimator the simulator uses.
+Per replica: its start time and readiness (heartbeat ``started_at``/``ready``/
+``cold_start_s``; the backend's start time for one not heartbeating yet), so the policy
+never scales in while a worker loads or before a worker's own window has passed.
 Host: CPUs, idle CPU and available memory (psutil), worker RSS (heartbeats).
 Anything that cannot be read is ``None`` (unknown), never zero.
 """
@@ -17,13 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
-from elastiq import contract
+from autoscaler.rates import SMOOTHING, RateState, update_rates
+from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
+from elastiq import contract, reservations
 from elastiq.procs import read_heartbeats
-from elastiq import reservations
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +67,14 @@ def _age(raw: str, now: float) -> float | None:
         return None
 
 
-@dataclass
-class _Rates:
-    at: float
-    started: int
-    waiting: int
-    arrival_rate: float | None = None
-    service_time_s: float | None = None
-
-
 class Signals:
     """Reads one snapshot per queue. Keeps the previous reading to smooth rates."""
 
-    def __init__(self, redis, *, smoothing: float = 0.3, host: Callable[[], dict] | None = None):
+    def __init__(self, redis, *, smoothing: float = SMOOTHING, host: Callable[[], dict] | None = None):
         self.redis = redis
         self.smoothing = smoothing
         self._host = host or host_stats
-        self._rates: dict[str, _Rates] = {}
+        self._rates: dict[str, RateState | None] = {}
         self._cold_start: dict[str, float] = {}
 
     def heartbeats(self) -> dict[str, dict] | None:
@@ -90,24 +85,30 @@ class Signals:
             return None
 
     def snapshot(self, queue: str, worker_ids: list[str], now: float,
-                 beats: dict[str, dict] | None = None) -> Snapshot:
+                 beats: dict[str, dict] | None = None,
+                 started: dict[str, float | None] | None = None) -> Snapshot:
+        """``started``: the backend's start time of each replica, for those not heartbeating yet."""
         beats = self.heartbeats() if beats is None else beats
         # In flight counts every live worker holding the queue's jobs (draining ones still
         # hold real work); ready/busy counts only the replicas the caller manages as active.
         waiting, oldest, in_flight = backlog(self.redis, queue, now)
         on_queue = None if beats is None else [b for b in beats.values() if queue in b.get("queues", [])]
         mine = None if beats is None else [b for w, b in beats.items() if w in worker_ids]
-        arrival, service = self._update_rates(queue, now, waiting, in_flight)
+        ready = sum(1 for b in mine or [] if b.get("ready"))
+        rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None)
         colds = [b["cold_start_s"] for b in on_queue or [] if b.get("cold_start_s")]
         if colds:
             self._cold_start[queue] = max(colds)
         q = QueueSnapshot(
             queue=queue, waiting=waiting, in_flight=in_flight, oldest_age_s=oldest,
-            arrival_rate=arrival, service_time_s=service, workers=len(worker_ids),
-            ready_workers=sum(1 for b in mine or [] if b.get("ready")),
+            arrival_rate=rates.arrival_rate if rates else None,
+            service_time_s=rates.service_time_s if rates else None,
+            worker_jobs_per_s=rates.worker_jobs_per_s if rates else None,
+            workers=len(worker_ids), ready_workers=ready,
             busy_workers=sum(1 for b in mine or [] if b.get("busy_by_queue", {}).get(queue, 0) > 0),
             slots_per_worker=max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None,
             cold_start_s=self._cold_start.get(queue),
+            worker_info=None if beats is None else worker_info(worker_ids, beats, started or {}),
         )
         host = self._host()
         rss = [b["rss_mb"] for b in on_queue or [] if b.get("rss_mb")]
@@ -118,29 +119,27 @@ class Signals:
             worker_rss_mb=max(rss) if rss else None,
             threads_per_worker=max(threads) if threads else None))
 
-    def _update_rates(self, queue: str, now: float, waiting: int | None,
-                      in_flight: int | None) -> tuple[float | None, float | None]:
+    def _update_rates(self, queue: str, now: float, waiting: int | None, in_flight: int | None,
+                      ready: int | None) -> RateState | None:
         try:
             started = int(self.redis.hget(contract.stats_key(queue), "started") or 0)
         except Exception:
-            return None, None
-        prev = self._rates.get(queue)
-        if waiting is None:
-            return (prev.arrival_rate, prev.service_time_s) if prev else (None, None)
-        if prev is None or now - prev.at <= 0 or started < prev.started:
-            self._rates[queue] = _Rates(now, started, waiting)
-            return None, None
-        dt = now - prev.at
-        start_rate = (started - prev.started) / dt
-        arrivals = max(0.0, (started - prev.started + waiting - prev.waiting) / dt)
-        a = self.smoothing
-        arrival = arrivals if prev.arrival_rate is None else a * arrivals + (1 - a) * prev.arrival_rate
-        service = prev.service_time_s
-        if start_rate > 0 and in_flight is not None:
-            sample = in_flight / start_rate
-            service = sample if service is None else a * sample + (1 - a) * service
-        self._rates[queue] = _Rates(now, started, waiting, arrival, service)
-        return arrival, service
+            return None
+        state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing, ready)
+        self._rates[queue] = state
+        return state
+
+
+def worker_info(worker_ids: list[str], beats: dict[str, dict],
+                started: dict[str, float | None]) -> tuple[WorkerInfo, ...]:
+    """Each replica's start and readiness: its heartbeat, else (still loading) the backend's start."""
+    out = []
+    for wid in worker_ids:
+        hb = beats.get(wid) or {}
+        at = hb.get("started_at") or started.get(wid)
+        out.append(WorkerInfo(wid, None if at is None else float(at), bool(hb.get("ready")),
+                              hb.get("cold_start_s")))
+    return tuple(out)
 
 
 def host_stats() -> dict:

@@ -10,6 +10,15 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class WorkerInfo:
+    """One active (not draining) replica of the queue, from its heartbeat and the backend."""
+    worker_id: str
+    started_at: float | None         # process spawn (heartbeat ``started_at``, else the backend's)
+    ready: bool                      # model loaded and consuming (no heartbeat yet: False)
+    cold_start_s: float | None = None  # its own start -> ready, once ready
+
+
+@dataclass(frozen=True)
 class QueueSnapshot:
     queue: str
     waiting: int | None              # sum of the queue's Redis lists, priority sub-lists included
@@ -22,6 +31,9 @@ class QueueSnapshot:
     busy_workers: int = 0            # of those, running at least one job
     slots_per_worker: int | None = None
     cold_start_s: float | None = None  # measured start -> ready, worst recent
+    worker_jobs_per_s: float | None = None  # what one ready worker served while the pool was saturated
+    # Per replica; ``None`` = not provided (the policy then has only the counts above).
+    worker_info: tuple[WorkerInfo, ...] | None = None
 
 
 @dataclass(frozen=True)

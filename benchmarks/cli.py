@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "quantize":   "int8 / bf16 speed-up and cosine agreement with fp32",
     "reaction":   "autoscaler: burst → decision → new worker ready → consuming",
     "gateway":    "HTTP gateway ÷ Python client throughput, and added p50, concurrency 64",
+    "capacity":   "jobs/s of 1, 2 and 4 workers on this host, and a job alone (simulator calibration)",
 }
 
 

@@ -47,6 +47,7 @@ class KedaHpaPolicy:
     _recs: list[tuple[float, int]] = field(default_factory=list)
     _last_active: float = 0.0
     _next_poll: float = 0.0
+    _next_sync: float = 0.0
 
     @property
     def interval_s(self) -> float:
@@ -55,6 +56,21 @@ class KedaHpaPolicy:
     @classmethod
     def for_params(cls, params: SimParams, **kw) -> "KedaHpaPolicy":
         return cls(min_workers=params.min_workers, max_workers=params.max_workers, **kw)
+
+    @classmethod
+    def tuned(cls, params: SimParams, **kw) -> "KedaHpaPolicy":
+        """KEDA as a competent operator would set it for this pool (issue #19).
+
+        ``listLength`` = one worker's slots (the backlog one worker holds), KEDA polling
+        every 5 s, a 60 s scale-down window, ``activationListLength`` 1. The HPA's 15 s
+        sync period stays: it is a kube-controller-manager flag, not a KEDA setting, and
+        managed clusters do not expose it; between 1 and N replicas the HPA, not KEDA's
+        polling, sets the pace.
+        """
+        values = dict(list_length=params.slots_per_worker, polling_interval_s=5.0, scale_down_window_s=60.0,
+                      activation_list_length=1, name="keda-tuned")
+        values.update(kw)
+        return cls.for_params(params, **values)
 
     def initial_workers(self, params: SimParams) -> int:
         return self.min_workers
@@ -72,7 +88,10 @@ class KedaHpaPolicy:
                 return 0
         if current == 0:
             return 0
-        return self.hpa(now, llen, current)
+        if now + 1e-9 >= self._next_sync:                       # HPA: every sync period
+            self._next_sync = now + self.hpa_sync_s
+            return self.hpa(now, llen, current)
+        return current
 
     def hpa(self, now: float, llen: int, current: int) -> int:
         ratio = llen / (self.list_length * current)

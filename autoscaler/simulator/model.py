@@ -1,28 +1,26 @@
 """A discrete-time simulation of one queue and a pool of workers; no sleeping, no real clock.
 
-Time advances in ticks of ``tick_s`` (0.1 s). Inside a tick, jobs are dispatched exactly
-(event times, not tick times): the queue is FIFO and a job starts on the slot that frees
-first, at ``max(arrival, slot free)``, as fair dispatch (prefetch 1 per slot) does. Each
-worker has ``slots_per_worker`` slots and takes ``cold_start_s`` from start to ready; a
-worker asked to stop drains (takes no new job, finishes its running ones) and is charged
-until its last job ends. Worker-seconds count every worker from start (cold start
-included: it holds memory) to stop.
+Time advances in ticks of ``tick_s`` (0.1 s); each policy is asked at its own interval.
+Inside a tick, jobs are dispatched exactly (event times, not tick times) by
+:class:`autoscaler.simulator.pool.Pool`: the queue is FIFO and a job starts on the slot
+that has been free longest, at ``max(arrival, slot free)``, as fair dispatch (prefetch 1
+per slot) does. A worker asked to stop drains (takes no new job, finishes its running
+ones) and is charged until its last job ends. Worker-seconds count every worker from
+start (cold start included: it holds memory and burns CPU) to stop.
 
-Defaults come from measurements on this 2-core machine (DESIGN.md, benchmarks):
+Two worker models:
 
-- ``cold_start_s = 5.5``: a real MiniLM worker went from start to ready in 5.2 s;
-- ``throughput_per_worker = 110`` jobs/s with ``slots_per_worker = 16``: 300
-  single-sentence jobs ran at 108 jobs/s on one worker. A job holds a slot for
-  ``size x slots / throughput`` seconds on average (0.145 s for one sentence), drawn from a
-  gamma distribution with coefficient of variation ``service_cv``.
-
-The pool is idealised: workers do not slow each other down (on 2 cores they would; the
-host cap of the real policy is left off unless ``host_cpus`` is given).
+- **the machine** (``SimParams.for_machine(calibration)``, what ``elastiq simulate`` uses):
+  workers share the host's CPUs and memory, cold starts are drawn from measurements, a
+  job's slot time follows the worker's load; see :mod:`autoscaler.simulator.pool`;
+- **idealised** (``SimParams()``, for hand-computed unit tests): a job holds a slot
+  ``size x slots / throughput_per_worker`` s, every cold start is ``cold_start_s``, and
+  workers never slow each other down.
 """
 
 from __future__ import annotations
 
-import heapq
+import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,22 +32,47 @@ from autoscaler.traces import Trace
 @dataclass(frozen=True)
 class SimParams:
     slots_per_worker: int = 16
-    throughput_per_worker: float = 110.0   # jobs/s of one-sentence jobs (measured 108)
-    service_cv: float = 0.5                # spread of a job's slot time
-    cold_start_s: float = 5.5              # start -> ready (measured 5.2 s)
+    throughput_per_worker: float = 110.0   # jobs/s of one worker alone, saturated, 1-sentence jobs
+    service_cv: float = 0.5                # spread of a job's slot time (gamma, mean 1)
+    cold_start_s: float = 5.5              # start -> ready when no samples are given
     tick_s: float = 0.1
     min_workers: int = 1
     max_workers: int = 4
     slo_wait_s: float = 10.0               # a job waiting longer is "over SLO"
     seed: int = 0
     max_tail_s: float = 3600.0             # give up this long after the trace ends
-    host_cpus: int | None = None           # given: the elastiq policy sees a CPU cap
+    host_cpus: int | None = None           # the host's cores (the elastiq policy sees the cap)
     worker_threads: int = 1
+    # The machine (all None/empty: the idealised model).
+    host_jobs_per_s: float | None = None   # every worker together, saturated: the host's limit
+    single_job_s: float | None = None      # a 1-sentence job alone holds its slot this long
+    extra_sentence_work: float = 1.0       # work of each sentence past a job's first (1-sentence job = 1)
+    cold_start_samples: tuple[float, ...] = ()   # measured start -> ready; one drawn per start
+    cold_start_cpu: float = 1.0            # cores a loading worker burns (imports are CPU-bound)
+    worker_rss_mb: float | None = None
+    host_memory_mb: float | None = None
+    memory_reserve_mb: float = 512.0       # never handed to workers (the policy's default too)
 
     @property
     def service_time_s(self) -> float:
-        """Mean seconds one sentence holds one slot."""
+        """Mean seconds one sentence holds one slot in a saturated worker."""
         return self.slots_per_worker / self.throughput_per_worker
+
+    @property
+    def shared_host(self) -> bool:
+        return self.host_cpus is not None and self.host_jobs_per_s is not None
+
+    @classmethod
+    def for_machine(cls, cal, **overrides) -> "SimParams":
+        """Parameters of the machine a :class:`~autoscaler.simulator.machine.Calibration` measured."""
+        values = dict(throughput_per_worker=cal.worker_jobs_per_s, host_cpus=cal.cpus,
+                      host_jobs_per_s=cal.host_jobs_per_s, single_job_s=cal.single_job_s,
+                      extra_sentence_work=cal.extra_sentence_work,
+                      cold_start_samples=tuple(cal.cold_start_s),
+                      cold_start_s=statistics.median(cal.cold_start_s),
+                      worker_rss_mb=cal.worker_rss_mb, host_memory_mb=cal.host_memory_mb)
+        values.update(overrides)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -65,7 +88,10 @@ class Observation:
     ready_workers: int
     busy_workers: int
     slots_per_worker: int
-    cold_start_s: float
+    cold_start_s: float       # worst cold start measured among the workers (as heartbeats say)
+    # (worker id, started at, ready, own cold start or None) of each worker not draining
+    worker_info: tuple[tuple[int, float, bool, float | None], ...] = ()
+    free_memory_mb: float | None = None
 
 
 class Policy(Protocol):
@@ -75,16 +101,6 @@ class Policy(Protocol):
     def initial_workers(self, params: SimParams) -> int: ...
 
     def desired(self, obs: Observation) -> int: ...
-
-
-@dataclass
-class Worker:
-    wid: int
-    started_at: float
-    ready_at: float
-    running: int = 0
-    last_end: float = 0.0
-    stop_at: float | None = None   # set when asked to drain: when its last job ends
 
 
 @dataclass
@@ -102,106 +118,19 @@ class SimResult:
     events: list[tuple[float, int, int]] = field(default_factory=list)   # (t, from, to)
     worker_seconds: float = 0.0
     horizon_s: float = 0.0
-
-
-def service_times(trace: Trace, params: SimParams) -> np.ndarray:
-    """Seconds each job holds a slot; the same draws for every policy (common random numbers)."""
-    rng = np.random.default_rng(params.seed)
-    mean = trace.size * params.service_time_s
-    if params.service_cv <= 0:
-        return mean.astype(float)
-    shape = 1.0 / params.service_cv ** 2
-    return mean * rng.gamma(shape, 1.0 / shape, trace.jobs)
-
-
-class Pool:
-    """The queue and the workers; :meth:`advance` runs the jobs up to a time."""
-
-    def __init__(self, trace: Trace, params: SimParams, initial: int):
-        self.p = params
-        self.arr = trace.t
-        self.svc = service_times(trace, params)
-        self.main_cum = np.concatenate([[0], np.cumsum(trace.priority == 0)])
-        self.waits = np.full(trace.jobs, np.nan)
-        self.head = 0                      # next job to start (FIFO: jobs start in order)
-        self.workers: list[Worker] = []
-        self.slots: list[tuple[float, int]] = []   # (free at, worker id)
-        self.ends: list[tuple[float, int]] = []    # (job end, worker id) of running jobs
-        for _ in range(initial):
-            self.start_worker(0.0, warm=True)
-
-    def start_worker(self, now: float, warm: bool = False) -> None:
-        ready = now if warm else now + self.p.cold_start_s
-        w = Worker(len(self.workers), now, ready)
-        self.workers.append(w)
-        for _ in range(self.p.slots_per_worker):
-            heapq.heappush(self.slots, (ready, w.wid))
-
-    def active(self) -> list[Worker]:
-        return [w for w in self.workers if w.stop_at is None]
-
-    def drain(self, now: float, count: int) -> None:
-        """Stop ``count`` workers: not-ready ones first, then the least busy, newest first."""
-        victims = sorted(self.active(), key=lambda w: (w.ready_at <= now, w.running, -w.wid))[:count]
-        for w in victims:
-            w.stop_at = now if w.ready_at > now else max(now, w.last_end)
-
-    def advance(self, t_end: float) -> None:
-        arr, svc, waits, workers = self.arr, self.svc, self.waits, self.workers
-        slots, ends, head, n = self.slots, self.ends, self.head, len(arr)
-        while head < n and slots:
-            a = arr[head]
-            if a >= t_end:
-                break
-            free, wid = slots[0]
-            w = workers[wid]
-            if w.stop_at is not None:
-                heapq.heappop(slots)
-                continue
-            start = free if free > a else a
-            if start >= t_end:
-                break
-            end = start + svc[head]
-            waits[head] = start - a
-            heapq.heapreplace(slots, (end, wid))
-            heapq.heappush(ends, (end, wid))
-            w.running += 1
-            if end > w.last_end:
-                w.last_end = end
-            head += 1
-        self.head = head
-        while ends and ends[0][0] <= t_end:
-            _, wid = heapq.heappop(ends)
-            workers[wid].running -= 1
-
-    def observe(self, now: float) -> Observation:
-        arrived = int(np.searchsorted(self.arr, now, side="left"))
-        waiting = max(0, arrived - self.head)
-        active = self.active()
-        ready = [w for w in active if w.ready_at <= now]
-        return Observation(
-            now=now, waiting=waiting,
-            waiting_main=int(self.main_cum[arrived] - self.main_cum[min(self.head, arrived)]),
-            in_flight=sum(w.running for w in active),
-            oldest_age_s=float(now - self.arr[self.head]) if waiting else 0.0,
-            started_total=self.head, workers=len(active), ready_workers=len(ready),
-            busy_workers=sum(1 for w in ready if w.running > 0),
-            slots_per_worker=self.p.slots_per_worker, cold_start_s=self.p.cold_start_s)
-
-    def done(self) -> bool:
-        return self.head >= len(self.arr) and not self.ends
-
-    def worker_seconds(self, horizon: float) -> float:
-        return sum(min(w.stop_at if w.stop_at is not None else horizon, horizon) - w.started_at
-                   for w in self.workers)
+    cpu_demand: np.ndarray | None = None   # host cores wanted at each sample (machine model)
+    refused_starts: int = 0                # starts the host's memory could not hold
+    holds: np.ndarray | None = None        # seconds each job held its slot (wait + hold = latency)
 
 
 def simulate(trace: Trace, policy: Policy, params: SimParams = SimParams()) -> SimResult:
     """Replay ``trace`` against ``policy``; runs until the trace is over and every job is done."""
+    from autoscaler.simulator.pool import Pool
+
     pool = Pool(trace, params, policy.initial_workers(params))
     tick = params.tick_s
     next_control = 0.0
-    samples: list[tuple[float, int, int, int, float]] = []
+    samples: list[tuple[float, int, int, int, float, float]] = []
     events: list[tuple[float, int, int]] = []
     k = 0
     while True:
@@ -211,15 +140,14 @@ def simulate(trace: Trace, policy: Policy, params: SimParams = SimParams()) -> S
             obs = pool.observe(now)
             want = max(0, min(params.max_workers, int(policy.desired(obs))))
             if want > obs.workers:
-                for _ in range(want - obs.workers):
-                    pool.start_worker(now)
+                want = obs.workers + sum(pool.start_worker(now) for _ in range(want - obs.workers))
             elif want < obs.workers:
                 pool.drain(now, obs.workers - want)
             if want != obs.workers:
                 events.append((now, obs.workers, want))
             next_control += policy.interval_s
         obs = pool.observe(now)
-        samples.append((now, obs.waiting, obs.workers, obs.ready_workers, obs.oldest_age_s))
+        samples.append((now, obs.waiting, obs.workers, obs.ready_workers, obs.oldest_age_s, pool.cpu_demand(now)))
         if now >= trace.duration_s and pool.done():
             break
         if now > trace.duration_s + params.max_tail_s:
@@ -228,4 +156,4 @@ def simulate(trace: Trace, policy: Policy, params: SimParams = SimParams()) -> S
         k += 1
     s = np.array(samples, dtype=float)
     return SimResult(policy.name, trace.name, params, trace.t, pool.waits, s[:, 0], s[:, 1], s[:, 2],
-                     s[:, 3], s[:, 4], events, pool.worker_seconds(now), now)
+                     s[:, 3], s[:, 4], events, pool.worker_seconds(now), now, s[:, 5], pool.refused, pool.holds)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +28,7 @@ class Summary:
     direction_changes: int   # up after down or down after up
     max_workers_seen: int
     horizon_s: float
+    latency_p95_s: float | None = None   # queue wait + slot time: a slowed-down job shows here
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -40,17 +44,26 @@ def summarise(r: SimResult) -> Summary:
     pct = (lambda q: float(np.percentile(waits, q))) if len(waits) else (lambda q: 0.0)
     return Summary(
         policy=r.policy, trace=r.trace, jobs=int(len(r.waits)), completed=int(len(waits)),
-        worker_seconds=round(r.worker_seconds, 1), wait_p50_s=round(pct(50), 3),
+        worker_seconds=round(float(r.worker_seconds), 1), wait_p50_s=round(pct(50), 3),
         wait_p95_s=round(pct(95), 3), wait_p99_s=round(pct(99), 3),
         wait_max_s=round(float(waits.max()) if len(waits) else 0.0, 3),
         over_slo=int(np.sum(waits > r.params.slo_wait_s)), scale_events=len(r.events),
         direction_changes=direction_changes(r.events),
-        max_workers_seen=int(r.workers.max()) if len(r.workers) else 0, horizon_s=round(r.horizon_s, 1))
+        max_workers_seen=int(r.workers.max()) if len(r.workers) else 0, horizon_s=round(float(r.horizon_s), 1),
+        latency_p95_s=_latency_p95(r))
+
+
+def _latency_p95(r: SimResult) -> float | None:
+    if r.holds is None:
+        return None
+    lat = (r.waits + r.holds)[~np.isnan(r.waits)]
+    return round(float(np.percentile(lat, 95)), 3) if len(lat) else None
 
 
 COLUMNS = [("policy", "policy", "{}"), ("worker_seconds", "worker-s", "{:.0f}"),
            ("wait_p50_s", "p50 wait s", "{:.3f}"), ("wait_p95_s", "p95 wait s", "{:.3f}"),
-           ("wait_p99_s", "p99 wait s", "{:.3f}"), ("over_slo", "over SLO", "{}"),
+           ("wait_p99_s", "p99 wait s", "{:.3f}"), ("latency_p95_s", "p95 latency s", "{:.3f}"),
+           ("over_slo", "over SLO", "{}"),
            ("scale_events", "scale events", "{}"), ("direction_changes", "dir changes", "{}"),
            ("max_workers_seen", "max workers", "{}")]
 
@@ -63,3 +76,21 @@ def table(summaries: list[Summary]) -> str:
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def provenance(argv: list[str] | None = None) -> dict:
+    """The git commit (and whether the code had uncommitted changes), the time and the command of a run."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    # the code's state: reports and figures under docs/ being rewritten do not make a run "dirty"
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": "elastiq simulate " + " ".join(argv or [])}

@@ -10,7 +10,8 @@ from autoscaler.simulator.model import Policy, SimParams, SimResult, simulate
 from autoscaler.simulator.policies import ElastiqPolicy, StaticPolicy
 from autoscaler.traces import Trace
 
-POLICIES = ("elastiq", "keda", "celery", "ray", "static")
+POLICIES = ("elastiq", "keda", "keda-tuned", "celery", "ray", "static")
+BASELINES = POLICIES[1:]
 EXTRA = ("elastiq-prewarm",)   # elastiq with the optional predictive pre-warm on
 
 
@@ -25,6 +26,8 @@ def make_policy(name: str, params: SimParams, config: PolicyConfig | None = None
         return policy
     if name == "keda":
         return KedaHpaPolicy.for_params(params)
+    if name == "keda-tuned":
+        return KedaHpaPolicy.tuned(params)
     if name == "celery":
         return CeleryAutoscalePolicy.for_params(params)
     if name == "ray":

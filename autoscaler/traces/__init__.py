@@ -13,7 +13,9 @@ Accepted files, plain or ``.gz``:
   :func:`autoscaler.traces.timeline.arrivals_from_timeline`.
 
 The built-in traces are files in this folder, written by ``python -m
-autoscaler.traces.generate`` from fixed seeds, so every run replays the same arrivals.
+autoscaler.traces.generate`` from fixed seeds, so every run replays the same arrivals:
+a development set (``DEV``, the policy was tuned on it) and a held-out set (``HELDOUT``,
+never used for tuning), plus ``recorded.csv.gz`` when a live run has been recorded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-BUILTIN = ("steady", "step", "diurnal", "spiky")
+DEV = ("steady", "step", "diurnal", "spiky")                  # the policy was tuned on these
+HELDOUT = ("sawtooth", "flash", "ramp", "heavy", "bursts")    # never used to tune it
+RECORDED = "recorded"        # a live run (``elastiq simulate record``), held out when present
+BUILTIN = DEV + HELDOUT
+
+
+def heldout() -> tuple[str, ...]:
+    """The held-out traces: the generated ones, and the recorded live run if it is stored."""
+    return HELDOUT + ((RECORDED,) if builtin_path(RECORDED).exists() else ())
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ def _duration_comment(text: str) -> float | None:
 
 def load(name_or_path: str | Path) -> Trace:
     """A built-in trace by name, or a CSV / JSON-lines / timeline file by path."""
-    if str(name_or_path) in BUILTIN:
+    if str(name_or_path) in BUILTIN + (RECORDED,):
         path, name = builtin_path(str(name_or_path)), str(name_or_path)
     else:
         path = Path(name_or_path)

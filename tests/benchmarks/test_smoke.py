@@ -57,7 +57,7 @@ def test_cli_lists_benchmarks(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize"):
+    for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize", "capacity"):
         assert name in text
 
 
@@ -158,3 +158,24 @@ def test_gateway(tmp_path):
     u = r["unloaded"]
     assert u["client"]["requests"] == u["gateway"]["requests"] == 20
     assert 0 < u["gateway"]["p50_ms"] <= u["gateway"]["p99_ms"]
+
+
+@pytest.mark.slow
+def test_capacity(tmp_path):
+    r = bench("capacity", tmp_path)
+    assert [p["workers"] for p in r["pools"]] == [1, 2]
+    assert all(p["jobs"] == 120 and p["jobs_per_s"] > 0 for p in r["pools"])
+    assert r["pools"][0]["vs_one_worker"] == 1.0 and r["host_jobs_per_s"] >= r["pools"][0]["jobs_per_s"]
+    assert r["alone"]["jobs"] == 5 and 0 < r["alone"]["service_s_median"] <= r["alone"]["service_s_p90"]
+    assert r["machine"]["memory_mb"] > 0
+
+
+@pytest.mark.slow
+def test_reaction(tmp_path):
+    r = bench("reaction", tmp_path)
+    assert r["model"] == "debug" and r["jobs"] == 200
+    assert 0 < r["decision_s"] <= r["burst_done_s"]                # the burst made the controller add a worker
+    assert r["keda_hpa_decision_worst_s"] == 45 and r["target_new_worker_s"] == 2.0
+    assert isinstance(r["meets_target"], bool)
+    for key in ("first_job_started_on_new_worker_s", "pool_at_new_size_serving_s", "new_size"):
+        assert key in r

@@ -82,3 +82,25 @@ def test_once_dry_run_json_prints_one_decision_per_queue(tmp_path, redis_url, mo
     assert rows[0]["waiting"] == 40 and rows[0]["current"] == 0 and rows[0]["desired"] >= 1
     assert rows[0]["reason"]
     assert not list((tmp_path / "workers").glob("*.json"))     # dry run started nothing
+
+
+def test_two_starting_workers_are_not_drained_while_loading_nor_inside_their_window(backend, redis):
+    """`elastiq up --workers 2 --autoscale`: the autoscaler's first ticks see two loading workers
+    and no demand. It must not drain either until both are ready and their window has passed."""
+    config = PolicyConfig(min_workers=1, max_workers=3, stabilisation_min_s=4.0, cold_start_factor=0.0)
+    started = [backend.start("debug"), backend.start("debug")]
+    ctl = Controller(redis=redis, backend=backend, groups=["debug"], config=config)
+    rows, deadline = [], time.time() + 60
+    while time.time() < deadline:
+        rows.append(ctl.reconcile_once(time.time())[0])
+        if rows[-1]["action"].startswith("down"):
+            break
+        time.sleep(0.2)
+    first_down = rows[-1]
+    assert first_down["action"] == "down -1", rows[-5:]
+    loading = [r for r in rows if "still loading" in r["reason"]]
+    assert loading and all(r["desired"] == 2 for r in loading)      # the first ticks: held, not drained
+    youngest = max(r.started_at for r in started)
+    assert first_down["t"] - youngest >= 4.0                          # not inside the window from its start
+    beats = ctl.signals.heartbeats()
+    assert all(beats[r.worker_id]["ready"] or beats[r.worker_id]["draining"] for r in started)

@@ -34,6 +34,7 @@ def test_empty_queue_has_age_zero_and_unreadable_redis_is_unknown(redis, redis_s
     assert waiting_and_oldest(dead, Q, time.time()) == (None, None)
     snap = Signals(dead, host=lambda: {}).snapshot(Q, [], time.time())
     assert snap.queue.waiting is None and snap.queue.in_flight is None   # unknown, never zero
+    assert snap.queue.worker_info is None                                # unknown, not "no workers"
 
 
 def test_in_flight_is_the_jobs_live_workers_hold(models_env, workers, client, redis):
@@ -51,6 +52,9 @@ def test_in_flight_is_the_jobs_live_workers_hold(models_env, workers, client, re
     assert snap.queue.busy_workers == 1 and snap.queue.slots_per_worker == 4
     assert snap.queue.cold_start_s and snap.queue.cold_start_s > 0
     assert snap.host.worker_rss_mb and snap.host.worker_rss_mb > 10
+    (info,) = snap.queue.worker_info                          # per replica, from its heartbeat
+    assert info.worker_id == wid and info.ready and info.cold_start_s == snap.queue.cold_start_s
+    assert time.time() - 60 < info.started_at < time.time()
     for j in jobs:
         j.result(timeout=20)
 
@@ -71,3 +75,12 @@ def test_arrival_rate_and_service_time_are_smoothed_from_counters(redis):
     assert q.arrival_rate == pytest.approx(5.5)              # (50 started + 5 queued) / 10 s
     assert q.service_time_s == pytest.approx(2.0)            # 10 in service / 5 per s
     assert q.oldest_age_s == pytest.approx(5.0)
+
+
+def test_a_replica_without_a_heartbeat_is_loading_since_the_backends_start(redis):
+    s = Signals(redis, host=lambda: {})
+    beat = {"worker_id": "w1", "queues": [Q], "ready": True, "started_at": 90.0, "cold_start_s": 4.0}
+    snap = s.snapshot(Q, ["w1", "w2"], 100.0, beats={"w1": beat}, started={"w1": 89.0, "w2": 98.5})
+    w1, w2 = snap.queue.worker_info
+    assert (w1.started_at, w1.ready, w1.cold_start_s) == (90.0, True, 4.0)   # the heartbeat wins
+    assert (w2.started_at, w2.ready, w2.cold_start_s) == (98.5, False, None)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from autoscaler.policy import Decision, PolicyConfig, PolicyState, decide
-from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
+from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
 from elastiq.errors import ConfigError
 
 CFG = PolicyConfig(min_workers=1, max_workers=8, target_per_worker=16, stabilisation_min_s=15,
@@ -16,10 +16,12 @@ ROOMY = HostSnapshot(cpus=64, free_cpu=60, free_memory_mb=64_000, worker_rss_mb=
 
 
 def q(**kw) -> QueueSnapshot:
+    """A snapshot; every worker is ready unless ``ready_workers`` says otherwise."""
     base = dict(queue="elastiq.minilm", waiting=0, in_flight=0, oldest_age_s=0.0, arrival_rate=None,
-                service_time_s=None, workers=1, ready_workers=1, busy_workers=0, slots_per_worker=16,
-                cold_start_s=5.0)
-    return QueueSnapshot(**{**base, **kw})
+                service_time_s=None, workers=1, busy_workers=0, slots_per_worker=16, cold_start_s=5.0)
+    kw = {**base, **kw}
+    kw.setdefault("ready_workers", kw["workers"])
+    return QueueSnapshot(**kw)
 
 
 def once(queue: QueueSnapshot, host: HostSnapshot = ROOMY, cfg: PolicyConfig = CFG,
@@ -32,7 +34,7 @@ def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 
     state, workers, out = PolicyState(), None, []
     for i, snap in enumerate(ticks):
         if workers is not None:
-            snap = replace(snap, workers=workers)
+            snap = replace(snap, workers=workers, ready_workers=workers)
         d = decide(Snapshot(i * dt, snap, host), state, cfg, i * dt)
         state, workers = d.state, d.desired
         out.append(d)
@@ -60,6 +62,15 @@ def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 
     ("memory cap binds", q(waiting=160), HostSnapshot(64, 60, 1_512, 500, 1), CFG, 3, True),
     ("CPU cap binds", q(waiting=160), HostSnapshot(2, 1.5, 64_000, 500, 1), CFG, 2, True),
     ("Little's law", q(waiting=0, in_flight=10, arrival_rate=100, service_time_s=0.5), ROOMY, CFG, 4, False),
+    # few jobs in flight, but 150 arrive per s where a saturated worker served 120: 150 / (0.8 x 120) -> 2
+    ("throughput: arrivals over what a worker serves", q(waiting=0, in_flight=3, arrival_rate=150,
+     service_time_s=0.02, worker_jobs_per_s=120.0), ROOMY, CFG, 2, False),
+    # big jobs fill the slots, 6 wait: the ready worker clears them in 6 / (50 - 20) = 0.2 s, a new
+    # worker would take 5 s to load -- none is added; with arrivals outpacing the worker, it is
+    ("a backlog cleared before a new worker could load adds none", q(waiting=6, in_flight=16, arrival_rate=20,
+     worker_jobs_per_s=50.0), ROOMY, CFG, 1, False),
+    ("a backlog arrivals outpace adds a worker", q(waiting=6, in_flight=16, arrival_rate=60,
+     worker_jobs_per_s=50.0), ROOMY, CFG, 2, False),
     ("old job adds a worker", q(waiting=3, oldest_age_s=6.0), ROOMY, CFG, 2, False),
     ("job past the SLO adds two", q(waiting=3, oldest_age_s=12.0), ROOMY, CFG, 3, False),
     ("scale from zero", q(waiting=1, workers=0, ready_workers=0), ROOMY, replace(CFG, min_workers=0), 1, False),
@@ -98,11 +109,30 @@ def test_slow_cold_start_stretches_the_window():
     assert ds[20].desired == 4 and ds[25].desired == 1
 
 
-def test_noisy_signal_does_not_flap():
+def test_an_alternating_signal_holds_the_scaled_up_size():
     ticks = [q(waiting=64 if i % 2 == 0 else 0) for i in range(40)]
     sizes = [d.desired for d in run(ticks)]
     changes = sum(1 for a, b in zip(sizes, sizes[1:]) if a != b)
     assert changes == 0, sizes
+
+
+def test_steady_poisson_load_does_not_flap():
+    """The built-in steady trace (150 jobs/s Poisson for 600 s: one load phase) replayed through
+    the real policy on the machine model: at most one direction change (the fewest of any baseline,
+    0, + 1 per load phase) and no scale event after the first minute."""
+    from autoscaler.simulator import machine
+    from autoscaler.simulator.model import SimParams, simulate
+    from autoscaler.simulator.policies import ElastiqPolicy
+    from autoscaler.simulator.report import direction_changes
+    from autoscaler.simulator.scoring import load_phases
+    from autoscaler.traces import load
+
+    params = SimParams.for_machine(machine.calibration())
+    trace = load("steady")
+    assert len(load_phases(trace, params)) == 1
+    result = simulate(trace, ElastiqPolicy.for_params(params), params)
+    assert direction_changes(result.events) <= 1, result.events
+    assert all(t < 60 for t, _, _ in result.events), result.events
 
 
 def test_metric_outage_holds_instead_of_scaling_in():
@@ -191,3 +221,62 @@ def test_prewarm_is_off_by_default_and_starts_workers_before_a_regular_surge():
 def test_prewarm_needs_a_regular_period():
     warm = _surges([100, 220, 400], replace(CFG, prewarm=True), 600)
     assert all("pre-warm" not in d.reason for d in warm)
+
+
+# --- no scale-in while a worker loads, nor inside a worker's own window from its start
+
+def _workers(now, *specs):
+    """(id, started_at, ready_after_s) -> WorkerInfo at ``now``."""
+    return tuple(WorkerInfo(wid, at, now >= at + load, load if now >= at + load else None)
+                 for wid, at, load in specs)
+
+
+def test_a_loading_worker_blocks_any_scale_in():
+    # the window saw only low demand, so without the rule this would drop to 1
+    state = PolicyState(((900.0, 1),))
+    d = once(q(workers=2, ready_workers=1), state=state)
+    assert d.desired == 2 and "1 worker(s) still loading, no scale-in" in d.reason
+    info = (WorkerInfo("a", 0.0, True, 4.0), WorkerInfo("b", 995.0, False))
+    d = once(q(workers=2, worker_info=info), state=state)
+    assert d.desired == 2 and "still loading" in d.reason
+    # ... but scale-up is never held by it
+    assert once(q(waiting=64, workers=2, worker_info=info)).desired == 4
+
+
+def test_up_with_two_workers_does_not_drain_a_loading_one():
+    """`elastiq up --workers 2 --autoscale`: both start at t=0, load for 4.4 s, no demand.
+
+    Neither is drained while loading, nor before the 15 s window from its own start; then
+    the pool goes to min 1 once.
+    """
+    state, workers, sizes = PolicyState(), 2, []
+    for t in range(0, 40):
+        info = _workers(t, ("a", 0.0, 4.4), ("b", 0.0, 4.4))[:workers]
+        snap = q(workers=workers, ready_workers=sum(w.ready for w in info), worker_info=info, cold_start_s=4.4)
+        d = decide(Snapshot(t, snap, ROOMY), state, CFG, float(t))
+        state, workers = d.state, d.desired
+        sizes.append(d.desired)
+        if t < 5:
+            assert "still loading" in d.reason, (t, d.reason)
+        elif t < 15:
+            assert "started less than 15s ago" in d.reason, (t, d.reason)
+    assert sizes[:15] == [2] * 15 and sizes[15:] == [1] * 25, sizes
+
+
+def test_no_scale_in_inside_any_workers_window_from_its_start():
+    # demand for 1 and the recommendations' window long past; one worker started 5 s ago
+    info = (WorkerInfo("old", 0.0, True, 4.0), WorkerInfo("old2", 10.0, True, 4.0), WorkerInfo("new", 995.0, True, 4.0))
+    d = once(q(workers=3, worker_info=info), state=PolicyState(((900.0, 1),)))
+    assert d.desired == 3 and "1 worker(s) started less than 15s ago" in d.reason
+    d = once(q(workers=3, worker_info=info), state=PolicyState(((900.0, 1),)), now=1010.0)
+    assert d.desired == 1
+
+
+def test_a_worker_stuck_loading_does_not_pin_the_pool_forever():
+    # loading for 100 s with a 5 s cold start: still "loading" (under max(120, 25) s) ...
+    info = (WorkerInfo("a", 0.0, True, 5.0), WorkerInfo("b", 900.0, False))
+    d = once(q(workers=2, ready_workers=1, worker_info=info), state=PolicyState(((800.0, 1),)))
+    assert d.desired == 2 and "still loading" in d.reason
+    # ... at 130 s it is stuck: the scale-in goes ahead (the controller drains a starting one after idle ones)
+    d = once(q(workers=2, ready_workers=1, worker_info=info), state=PolicyState(((800.0, 1),)), now=1030.0)
+    assert d.desired == 1, d.reason

@@ -113,3 +113,23 @@ def test_ray_waits_600s_to_scale_down():
 def test_ray_from_zero_at_once():
     r = RayServePolicy(min_workers=0, max_workers=4)
     assert r.desired(obs(now=0, waiting=1, workers=0)) == 1
+
+
+def test_keda_tuned_uses_slots_as_list_length_a_60s_window_and_the_hpa_sync():
+    from autoscaler.simulator.model import SimParams
+
+    k = KedaHpaPolicy.tuned(SimParams(min_workers=1, max_workers=8, slots_per_worker=16))
+    assert (k.list_length, k.polling_interval_s, k.scale_down_window_s, k.activation_list_length) == (16, 5, 60, 1)
+    assert k.interval_s == 5 and k.name == "keda-tuned"
+    changes = drive(k, lambda t: 64 if t < 20 else 0, until=200)
+    # HPA at t=0: ceil(64 / 16) = 4; the 5 s polls in between do not resize (the HPA syncs every 15 s);
+    # the last 4 was recommended at t=15, so the drop to 1 comes at the first sync >= 75 s
+    assert changes == [(0.0, 4), (75.0, 1)], changes
+
+
+def test_keda_tuned_activation_needs_more_than_one_job():
+    from autoscaler.simulator.model import SimParams
+
+    k = KedaHpaPolicy.tuned(SimParams(min_workers=0, max_workers=8))
+    assert k.desired(obs(now=0, waiting=1, workers=0)) == 0            # 1 is not > activationListLength 1
+    assert k.desired(obs(now=5, waiting=2, workers=0)) == 1            # next 5 s poll

@@ -83,6 +83,6 @@ def test_direction_changes():
 
 
 def test_policy_names():
-    assert set(POLICIES) == {"elastiq", "keda", "celery", "ray", "static"}
+    assert set(POLICIES) == {"elastiq", "keda", "keda-tuned", "celery", "ray", "static"}
     with pytest.raises(ValueError):
         make_policy("hpa", SimParams())

@@ -58,14 +58,21 @@ def test_cli_prints_a_table_and_writes_json_and_png(tmp_path, capsys):
     out_json, out_png = tmp_path / "o" / "sim.json", tmp_path / "o" / "sim.png"
     assert main(["--trace", str(path), "--json", str(out_json), "--png", str(out_png), "--cold-start-s", "3"]) == 0
     text = capsys.readouterr().out
-    for name in ("elastiq", "keda", "celery", "ray", "static", "worker-s", "p95 wait"):
+    for name in ("elastiq", "keda", "keda-tuned", "celery", "ray", "static", "worker-s", "p95 wait",
+                 "worker_seconds_vs_static", "best baseline"):
         assert name in text
     report = json.loads(out_json.read_text())
-    assert report["params"]["cold_start_s"] == 3.0
-    summaries = report["traces"]["small"]["summaries"]
-    assert [s["policy"] for s in summaries] == ["elastiq", "keda", "celery", "ray", "static"]
+    assert report["params"]["cold_start_s"] == 3.0 and report["params"]["cold_start_samples"] == []
+    assert report["calibration"]["cpus"] >= 1 and report["calibration"]["sources"]
+    assert len(report["commit"]) == 40 and report["command"].startswith("elastiq simulate --trace")
+    entry = report["traces"]["small"]
+    summaries = entry["summaries"]
+    assert [s["policy"] for s in summaries] == ["elastiq", "keda", "keda-tuned", "celery", "ray", "static"]
+    assert set(entry["ratios"]["vs"]) == {"keda", "keda-tuned", "celery", "ray", "static"}
+    assert set(entry["targets"]) == {"worker_seconds_vs_static", "p95_vs_keda", "p95_vs_keda_tuned",
+                                     "not_dominated", "direction_changes"}
     assert all(s["completed"] == s["jobs"] for s in summaries)
-    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert entry["png"] == out_png.name and out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_usage_errors(tmp_path, capsys):
@@ -101,3 +108,27 @@ def test_compare_to_timeline_on_a_synthetic_recording(tmp_path):
     assert result["replicas"]["max_sim"] == result["replicas"]["max_recorded"] == 4
     assert set(result["queue_wait"]) >= {"waiting_mean_recorded", "waiting_mean_sim", "oldest_age_p95_recorded_s",
                                          "oldest_age_p95_sim_s"}
+
+
+def test_a_set_writes_its_report_pngs_and_the_readme_reads_them(tmp_path, monkeypatch, capsys):
+    from autoscaler.simulator import cli
+
+    path = _small_trace_file(tmp_path)
+    monkeypatch.setitem(cli.SETS, "heldout", lambda: (str(path),))
+    out = tmp_path / "sim"
+    assert main(["--set", "heldout", "--out", str(out)]) == 0
+    report = json.loads((out / "heldout.json").read_text())
+    assert report["set"] == "heldout" and list(report["traces"]) == ["small"]
+    assert report["png"] == "heldout.png" and (out / "heldout.png").exists()
+    assert report["traces"]["small"]["png"] == "heldout-small.png" and (out / "heldout-small.png").exists()
+    assert isinstance(report["all_targets_met"], bool)
+    (out / "notes.md").write_text("## Notes\n\nhand-written.\n")
+    assert main(["readme", "--dir", str(out)]) == 0
+    text = (out / "README.md").read_text()
+    el = next(s for s in report["traces"]["small"]["summaries"] if s["policy"] == "elastiq")
+    assert report["commit"] in text and "## Held-out traces" in text and "hand-written." in text
+    assert f"| elastiq | {el['worker_seconds']:.0f} |" in text and "![small](heldout-small.png)" in text
+    assert "worker_jobs_per_s" in text and "Development traces" not in text
+    # --require-targets turns a missed target into exit 1
+    monkeypatch.setattr(cli, "score_trace", lambda *a, **k: {"load_phases": 1, "targets_met": False})
+    assert main(["--trace", str(path), "--require-targets"]) == 1

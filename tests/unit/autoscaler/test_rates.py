@@ -1,0 +1,55 @@
+"""The one rate estimator shared by the live signals and the simulator, on hand-computed readings."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoscaler.rates import RateState, update_rates
+
+
+def test_first_reading_knows_nothing_yet():
+    s = update_rates(None, 10.0, started=5, waiting=3, in_flight=2)
+    assert s == RateState(10.0, 5, 3) and s.arrival_rate is None and s.service_time_s is None
+
+
+def test_arrivals_are_starts_plus_queue_growth_and_service_is_littles_law():
+    s = update_rates(RateState(0.0, 100, 10), 2.0, started=140, waiting=30, in_flight=8)
+    assert s.arrival_rate == pytest.approx((40 + 20) / 2)        # 30 jobs/s
+    assert s.service_time_s == pytest.approx(8 / 20)              # 8 in flight / 20 starts/s
+
+
+def test_ewma_smoothing():
+    prev = RateState(0.0, 0, 0, arrival_rate=10.0, service_time_s=1.0)
+    s = update_rates(prev, 1.0, started=20, waiting=0, in_flight=10, smoothing=0.5)
+    assert s.arrival_rate == pytest.approx(0.5 * 20 + 0.5 * 10)
+    assert s.service_time_s == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
+
+
+def test_a_shrinking_queue_never_gives_negative_arrivals():
+    s = update_rates(RateState(0.0, 0, 100), 1.0, started=0, waiting=0, in_flight=0)
+    assert s.arrival_rate == 0.0 and s.service_time_s is None    # no starts: service unknown
+
+
+def test_unknowns_and_resets():
+    prev = RateState(0.0, 50, 5, arrival_rate=7.0, service_time_s=0.2)
+    assert update_rates(prev, 1.0, started=60, waiting=None, in_flight=3) is prev
+    assert update_rates(prev, 1.0, started=60, waiting=5, in_flight=None).service_time_s == 0.2
+    reset = update_rates(prev, 1.0, started=3, waiting=5, in_flight=3)     # counter went back
+    assert reset == RateState(1.0, 3, 5)
+    assert update_rates(prev, 0.0, started=60, waiting=5, in_flight=3) == RateState(0.0, 60, 5)
+
+
+def test_worker_rate_is_measured_only_while_the_pool_is_saturated():
+    s = update_rates(None, 0.0, started=0, waiting=50, in_flight=32, ready_workers=2)
+    s = update_rates(s, 1.0, started=200, waiting=60, in_flight=32, ready_workers=2)
+    assert s.worker_jobs_per_s == pytest.approx(100.0)                # 200 starts/s over 2 workers
+    # jobs stopped waiting: starts were limited by arrivals, not by the workers -- kept as it was
+    s = update_rates(s, 2.0, started=250, waiting=0, in_flight=5, ready_workers=2)
+    assert s.worker_jobs_per_s == pytest.approx(100.0)
+    # a worker became ready during the interval: not a clean measurement either
+    s = update_rates(s, 3.0, started=300, waiting=10, in_flight=32, ready_workers=2)
+    s = update_rates(s, 4.0, started=520, waiting=10, in_flight=48, ready_workers=3)
+    assert s.worker_jobs_per_s == pytest.approx(100.0)
+    s = update_rates(s, 5.0, started=760, waiting=10, in_flight=48, ready_workers=3)
+    assert s.worker_jobs_per_s == pytest.approx(0.3 * 80 + 0.7 * 100)
+    assert update_rates(s, 6.0, started=0, waiting=1, in_flight=0).worker_jobs_per_s == s.worker_jobs_per_s
