@@ -152,3 +152,5 @@ class Committer(threading.Thread):
                             "its answer from here is dropped (the new owner answers)", outcome.job_id)
             elif self.events is not None and outcome.job_id:
                 self.events.job_done(outcome, job)
+        if self.events is not None and self.events.tasks:
+            self.events.flush()          # one task.multi message per commit round

@@ -78,6 +78,8 @@ class Fetcher(threading.Thread):
             queue = contract.queue_of_list(item.list_key)
             self.state.take(queue)
             self._route(item, queue)
+        if held and self.events is not None and self.events.tasks:
+            self.events.flush()          # received + started: one task.multi per reservation round
         return len(held)
 
     def _route(self, item, queue: str) -> None:
