@@ -28,9 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     texts = json.loads(open(args.texts).read())
     spec = Registry.from_env().get(args.model)
-    if spec.kind != "debug":
-        rt.configure_torch(args.threads)
-    model = rt.load(spec)
+    model = rt.load(spec, args.threads)
     batches = [texts[i:i + args.batch] for i in range(0, len(texts), args.batch)] or [["x"]]
     run_batch(model, batches[0])                      # warm-up pass
     print("ready", flush=True)

@@ -39,9 +39,6 @@ def run(*, smoke: bool = False, processes: int = 2, seconds: float = 5.0) -> dic
                     "check_texts": len(check), "processes": processes, "threads": 1, "batch": 32,
                     "variants": {}}
     with h.stack():
-        from workers import runtime as rt
-
-        rt.configure_torch(1)
         ref = None
         for name in VARIANTS:
             h.stage(f"{name}: in-process speed and check-set embeddings")

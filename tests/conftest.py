@@ -25,6 +25,10 @@ from elastiq import procs  # noqa: E402
 from elastiq.celeryconf import redis_client  # noqa: E402
 from elastiq.settings import Settings  # noqa: E402
 
+# One onnx engine cache for every test (and across runs): the first worker that needs a
+# graph exports it (~30 s), every later worker, in any test or ELASTIQ_HOME, reuses it.
+os.environ.setdefault("ELASTIQ_ENGINE_CACHE", str(ROOT / ".elastiq" / "engines"))
+
 CI = os.environ.get("CI", "").lower() == "true"
 RUN_ALL = CI or os.environ.get("ELASTIQ_TEST_ALL") == "1"
 SLOW_MARKERS = ("docker", "faults", "slow")

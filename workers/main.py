@@ -35,6 +35,12 @@ def cpu_budget() -> int:
     return max(1, cpus)
 
 
+def heavy_modules() -> list[str]:
+    """Which of the big ML libraries this process has imported (a torch-free worker: none
+    of torch/transformers), reported in the heartbeat."""
+    return sorted(m for m in ("torch", "transformers", "onnxruntime", "tokenizers") if m in sys.modules)
+
+
 def parse_args(argv):
     env = os.environ
     p = argparse.ArgumentParser(prog="elastiq worker", description=__doc__.splitlines()[0])
@@ -43,7 +49,8 @@ def parse_args(argv):
     p.add_argument("--slots", type=int, default=int(env.get("ELASTIQ_WORKER_SLOTS", "16")),
                    help="job slots = messages held at once (env ELASTIQ_WORKER_SLOTS, default 16)")
     p.add_argument("--threads", type=int, default=int(env.get("ELASTIQ_WORKER_THREADS", "0")),
-                   help="torch threads (env ELASTIQ_WORKER_THREADS; default: the CPUs this worker is given)")
+                   help="inference threads per model: onnxruntime intra-op / torch threads "
+                        "(env ELASTIQ_WORKER_THREADS; default: the CPUs this worker is given)")
     p.add_argument("--max-batch", type=int, default=int(env.get("ELASTIQ_MAX_BATCH", "32")))
     p.add_argument("--max-tokens", type=int, default=int(env.get("ELASTIQ_MAX_BATCH_TOKENS", "8192")))
     p.add_argument("--max-wait-ms", type=float, default=float(env.get("ELASTIQ_MAX_WAIT_MS", "0")))
@@ -84,7 +91,10 @@ def main(argv=None) -> int:
     registry = Registry.from_env()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     specs = [registry.get(n) for n in names]
-    threads = args.threads or cpu_budget()
+    budget = cpu_budget()
+    threads = min(args.threads or budget, budget)      # never more threads than CPUs
+    if args.threads > budget:
+        log.warning("--threads %d > the %d CPU(s) this worker is given: using %d", args.threads, budget, budget)
     worker_id = args.name or f"elastiq-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
 
     from elastiq import kombu_fast
@@ -98,9 +108,7 @@ def main(argv=None) -> int:
 
     install_envelope_guard()  # a queue item that is not a kombu message is dead-lettered
 
-    if any(s.kind != "debug" for s in specs):
-        rt.configure_torch(threads)
-    runtimes = {s.name: rt.load(s) for s in specs}
+    runtimes = {s.name: rt.load(s, threads) for s in specs}
     max_batch = 1 if args.no_batching else args.max_batch
     batchers = {n: Batcher(r, max_batch=max_batch, max_tokens=args.max_tokens,
                            max_wait_ms=args.max_wait_ms, sort_by_length=not args.no_sort)
@@ -122,7 +130,9 @@ def main(argv=None) -> int:
     heartbeat = Heartbeat(redis, state, interval_s=settings.heartbeat_interval_s,
                           ttl_s=settings.heartbeat_ttl_s, on_drain=drain,
                           extra=lambda: {"models": names, "batching": {
-                              n: b.stats.as_dict() for n, b in batchers.items()}})
+                              n: b.stats.as_dict() for n, b in batchers.items()},
+                              "engines": {n: r.describe() for n, r in runtimes.items()},
+                              "heavy_modules": heavy_modules()})
 
     from celery import signals
 
