@@ -19,7 +19,8 @@ BENCHMARKS: dict[str, str] = {
     "overhead":   "no-op job round trip ÷ plain Celery ÷ raw Redis LPUSH/BRPOP",
     "coldstart":  "worker start → model loaded → first job done, and import share",
     "memory":     "RSS per worker and total for 1, 2 and 4 workers",
-    "quantize":   "int8 / bf16 speed-up and cosine agreement with fp32",
+    "quantize":   "torch int8 / bf16 speed-up and cosine agreement with fp32",
+    "engine":     "torch fp32 vs onnx fp32 vs onnx int8: texts/s, held-out cosine, RSS, spawn -> result",
     "reaction":   "autoscaler: burst → decision → new worker ready → consuming",
 }
 

@@ -3,7 +3,7 @@
 Run as a child process by :func:`benchmarks.harness.inprocess_limit`, several at once:
 each loads the model, prints ``ready``, waits for ``go`` on stdin (so all children run
 over the same window), then tokenises + runs + L2-normalises batches for ``--seconds``
-and prints one JSON line ``{"texts": n, "seconds": s}``.
+and prints one JSON line ``{"texts": n, "seconds": s, "rss_mb": ..., "peak_rss_mb": ...}``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     while time.perf_counter() < end:
         done += run_batch(model, batches[k % len(batches)])
         k += 1
-    print(json.dumps({"texts": done, "seconds": time.perf_counter() - started}), flush=True)
+    print(json.dumps({"texts": done, "seconds": time.perf_counter() - started, **memory_mb()}), flush=True)
     return 0
+
+
+def memory_mb() -> dict:
+    """This process' resident memory now and at its peak (``/proc/self/status``)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key = "rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"
+                    out[key] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
 
 
 def run_batch(model, texts: list[str]) -> int:

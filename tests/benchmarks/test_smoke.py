@@ -41,7 +41,7 @@ def test_cli_lists_benchmarks(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize"):
+    for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize", "engine"):
         assert name in text
 
 
@@ -56,7 +56,7 @@ def test_overhead(tmp_path):
 def test_coldstart(tmp_path):
     r = bench("coldstart", tmp_path)
     assert 0 < r["ready_s"] <= r["first_job_done_s"]
-    assert r["import_torch_s"] > 0 and r["load_model_s"] > 0
+    assert r["engine"] == "onnx" and r["import_onnxruntime_s"] > 0 and r["load_model_s"] > 0
     assert 0 < r["import_share_of_ready"] < 1
 
 
@@ -92,6 +92,7 @@ def test_mixed(tmp_path):
 def test_memory(tmp_path):
     r = bench("memory", tmp_path, png=True)
     assert [p["workers"] for p in r["pools"]] == [1, 2]
+    assert r["engine"] == "onnx"                  # the registry's default engine
     assert 50 < r["rss_mb_per_worker"] < 8000
     assert r["pools"][1]["total_rss_mb"] > r["pools"][0]["total_rss_mb"]
 
@@ -100,7 +101,22 @@ def test_memory(tmp_path):
 def test_quantize(tmp_path):
     r = bench("quantize", tmp_path)
     v = r["variants"]
-    assert set(v) == {"minilm", "minilm-int8", "minilm-int8-all", "minilm-bf16"}
-    assert v["minilm"]["cosine_mean"] > 0.9999 and v["minilm"]["speedup"] == 1.0
+    assert set(v) == {"minilm-torch", "minilm-int8", "minilm-int8-all", "minilm-bf16"}
+    assert v["minilm-torch"]["cosine_mean"] > 0.9999 and v["minilm-torch"]["speedup"] == 1.0
     for name in ("minilm-int8", "minilm-int8-all", "minilm-bf16"):
         assert 0 < v[name]["cosine_mean"] <= 1.0001 and v[name]["texts_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_engine(tmp_path):
+    r = bench("engine", tmp_path, png=True)
+    assert len(r["git_commit"]) >= 40 or r["git_commit"] == "unknown"
+    assert set(r["throughput"]) == set(r["agreement"]) == set(r["spawn"]) == {"torch-fp32", "onnx-fp32", "onnx-int8"}
+    assert r["warm"]["onnx-fp32"]["engine"] == "onnx" and r["warm"]["torch-fp32"]["engine"] == "torch"
+    assert r["agreement"]["onnx-fp32"]["cosine_min"] >= 0.99999
+    assert r["agreement"]["onnx-int8"]["cosine_mean"] >= 0.99 > r["agreement"]["onnx-int8"]["cosine_min"] - 0.01
+    for rows in r["throughput"].values():
+        assert set(rows) == {"1", "8", "32"} and all(x["texts_per_s"] > 0 and x["rss_mb"] > 0 for x in rows.values())
+    assert r["throughput"]["torch-fp32"]["32"]["speedup"] == 1.0
+    for name, s in r["spawn"].items():
+        assert 0 < s["ready_s"] <= s["first_result_s"] and s["worker_rss_mb"] > 50
