@@ -35,12 +35,6 @@ def cpu_budget() -> int:
     return max(1, cpus)
 
 
-def heavy_modules() -> list[str]:
-    """Which of the big ML libraries this process has imported (a torch-free worker: none
-    of torch/transformers), reported in the heartbeat."""
-    return sorted(m for m in ("torch", "transformers", "onnxruntime", "tokenizers") if m in sys.modules)
-
-
 def parse_args(argv):
     env = os.environ
     p = argparse.ArgumentParser(prog="elastiq worker", description=__doc__.splitlines()[0])
@@ -132,7 +126,7 @@ def main(argv=None) -> int:
                           extra=lambda: {"models": names, "batching": {
                               n: b.stats.as_dict() for n, b in batchers.items()},
                               "engines": {n: r.describe() for n, r in runtimes.items()},
-                              "heavy_modules": heavy_modules()})
+                              "heavy_modules": rt.heavy_modules()})
 
     from celery import signals
 

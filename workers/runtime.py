@@ -142,6 +142,14 @@ class DebugRuntime(Runtime):
         return [int(x) for x in outputs]
 
 
+def heavy_modules() -> list[str]:
+    """Which of the big ML libraries this process has imported, for the heartbeat: a
+    worker serving onnx graphs shows neither torch nor transformers."""
+    import sys
+
+    return sorted(m for m in ("torch", "transformers", "onnxruntime", "tokenizers") if m in sys.modules)
+
+
 KIND_CLASSES = {"embed": EmbedRuntime, "classify": ClassifyRuntime, "debug": DebugRuntime}
 
 
