@@ -2,23 +2,27 @@
 
 Which MatMuls: each block's FFN input projection (``intermediate/dense``) and attention
 output projection (``attention/output/dense``), as the torch engine's int8 does. Chosen on
-the probe set (``elastiq/data/probe.txt``, MiniLM, this AVX2 machine), cosine to torch fp32:
+the probe set (``texts.probe_texts()``: 81 texts, MiniLM, an AVX2-only EPYC), cosine of
+the int8 graph's embeddings to the fp32 graph's:
 
-=====================================  ==========  =========  ===========
-MatMuls quantized                       mean        min        (texts)
-=====================================  ==========  =========  ===========
-all 36 weight MatMuls                   0.9917      0.9566     probe, 101
-all but the FFN output projections      0.9952      0.9645     probe, 101
-Q, K, V + FFN input                     0.9958      0.9695     probe, 101
-FFN input + attention output (chosen)   0.9969      0.9798     probe, 101
-=====================================  ==========  =========  ===========
+=====================================  =======  ======  =======
+MatMuls quantized (per channel, s8)     mean     min     nodes
+=====================================  =======  ======  =======
+every weight MatMul                     0.9919   0.9566  36
+all but the FFN output projections      0.9953   0.9671  30
+Q, K, V + FFN input                     0.9958   0.9695  24
+FFN input + attention output (chosen)   0.9970   0.9786  12
+=====================================  =======  ======  =======
 
 Only the chosen set keeps the worst text (a one-word reply: short texts suffer most)
 above 0.97. The FFN *output* projections carry outlier activations that a dynamic scale
 clips; on AVX2 without VNNI the u8 x s8 kernel can also saturate (ORT's
 ``reduce_range`` did not help here). The 12 attention score MatMuls (activation x
-activation) stay fp32. A model without BERT-style names gets every weight MatMul
-quantized, and the held-out gate at export decides whether that graph may serve.
+activation) stay fp32. It is the slowest of the four sets (fewest int8 MatMuls); the
+speed is what ``elastiq bench engine`` reports. A model without BERT-style names gets
+every weight MatMul quantized, and the held-out gate at export decides whether that graph
+may serve. The gate runs on the exporting machine: int8 kernels differ by CPU (VNNI or
+not), so a graph exported on one CPU and served on another can agree slightly less.
 """
 
 from __future__ import annotations
