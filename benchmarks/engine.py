@@ -50,6 +50,17 @@ def warm_engine(model: str) -> dict:
     return out
 
 
+def cpu_isa() -> list[str]:
+    """The vector extensions that decide int8/fp32 kernel speed (AVX-512, VNNI, AVX2)."""
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [w for w in wanted if w in flags]
+
+
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=h.ROOT, capture_output=True, text=True,
@@ -117,7 +128,7 @@ def run(*, smoke: bool = False, seconds: float = 5.0, spawns: int = 5, processes
         batches: tuple[int, ...] = (1, 8, 32)) -> dict:
     if smoke:
         seconds, spawns = 0.5, 1
-    report: dict = {"benchmark": "engine", "git_commit": git_commit(), "machine": h.machine(),
+    report: dict = {"benchmark": "engine", "git_commit": git_commit(), "machine": h.machine(), "cpu_isa": cpu_isa(),
                     "settings": {"seconds": seconds, "spawns": spawns, "processes": processes, "threads": 1,
                                  "batches": list(batches), "engines": ENGINES}, "targets": TARGETS}
     from workers.engines.texts import heldout_texts

@@ -114,7 +114,8 @@ def test_engine(tmp_path):
     assert set(r["throughput"]) == set(r["agreement"]) == set(r["spawn"]) == {"torch-fp32", "onnx-fp32", "onnx-int8"}
     assert r["warm"]["onnx-fp32"]["engine"] == "onnx" and r["warm"]["torch-fp32"]["engine"] == "torch"
     assert r["agreement"]["onnx-fp32"]["cosine_min"] >= 0.99999
-    assert r["agreement"]["onnx-int8"]["cosine_mean"] >= 0.99 > r["agreement"]["onnx-int8"]["cosine_min"] - 0.01
+    int8 = r["agreement"]["onnx-int8"]
+    assert int8["cosine_mean"] >= 0.99 and 0.97 <= int8["cosine_min"] < 0.99999     # quantized, and close
     for rows in r["throughput"].values():
         assert set(rows) == {"1", "8", "32"} and all(x["texts_per_s"] > 0 and x["rss_mb"] > 0 for x in rows.values())
     assert r["throughput"]["torch-fp32"]["32"]["speedup"] == 1.0

@@ -123,8 +123,9 @@ def _export(spec: ModelSpec, target: Target) -> store.Entry | Fallback:
         raise ModelLoadError(f"model {spec.name!r}: no servable onnx graph in {target.dir} and torch/"
                              "transformers are not installed to export one (pip install "
                              "'elastiq[worker]', or pre-export with `elastiq engine export`)")
+    for stale in target.root.glob(f".staging-{target.name}-*"):   # from an exporter whose worker died
+        shutil.rmtree(stale, ignore_errors=True)                    # (we hold the lock: none is live)
     staging = target.root / f".staging-{target.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         started = time.monotonic()
