@@ -189,4 +189,4 @@ def test_worker_threads_never_exceed_cpus(workers, redis):
     budget = len(os.sched_getaffinity(0))
     (wid,) = workers.start("minilm", slots=2, threads=budget + 3)
     assert procs.read_heartbeats(redis)[wid]["threads"] == budget
-    assert "using %d" % budget in workers.log(wid)
+    assert f"using {budget}" in workers.log(wid)

@@ -17,7 +17,6 @@ from elastiq.errors import ConfigError, ModelLoadError
 from elastiq.registry import ModelSpec
 from workers.engines import cache, max_seq_length, pad_batch, store, texts
 
-
 # --- registry
 
 
