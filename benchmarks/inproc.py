@@ -7,8 +7,8 @@ over the same window), then hands groups of ``--group`` texts to the worker's ow
 micro-batcher (:class:`workers.batcher.Batcher`: length-sorted, cut into passes of at most
 ``--batch`` texts and ``--max-tokens`` padded tokens by the same cost rule) and
 post-processes the outputs as a job would (``runtime.postprocess``), for ``--seconds``.
-It prints one JSON line: texts done, seconds, the engine the runtime reports, and the
-batcher's own padding (padded / real tokens) and passes.
+It prints one JSON line: texts done, seconds, the engine the runtime reports, the
+batcher's own padding (padded / real tokens) and passes, and its memory (rss_mb, peak_rss_mb).
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     texts = json.loads(open(args.texts).read())
     spec = Registry.from_env().get(args.model)
-    if spec.kind != "debug":
-        rt.configure_torch(args.threads)
-    model = rt.load(spec)
+    model = rt.load(spec, args.threads)
     batcher = Batcher(model, max_batch=args.batch, max_tokens=args.max_tokens)
     groups = [texts[i:i + args.group] for i in range(0, len(texts), args.group)] or [["x"]]
     run_group(batcher, model, groups[0])              # warm-up pass
@@ -56,8 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     batcher.close()
     print(json.dumps({"texts": done, "seconds": seconds, "engine": model.engine,
                       "padded_tokens": stats["padded_tokens"], "real_tokens": stats["real_tokens"],
-                      "passes": stats["batches"]}), flush=True)
+                      "passes": stats["batches"], **memory_mb()}), flush=True)
     return 0
+
+
+def memory_mb() -> dict:
+    """This process' resident memory now and at its peak (``/proc/self/status``)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key = "rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"
+                    out[key] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
 
 
 def run_group(batcher, model, texts: list[str]) -> int:

@@ -1,5 +1,8 @@
 """``elastiq bench memory``: resident memory per worker, and in total for 1, 2 and 4 workers.
 
+The model runs on the engine the registry selects (``engine`` in the report; onnx by
+default, its graph exported before the pools start).
+
 Each pool is started, warmed with a few hundred jobs (so inference buffers exist), then
 measured from ``/proc``: RSS per worker (also in its heartbeat, ``rss_mb``) and PSS (RSS
 with shared pages split between the processes that share them, so totals add up).
@@ -9,6 +12,7 @@ Ratio: total PSS for n workers ÷ n × one worker's PSS (1.0 = nothing shared).
 from __future__ import annotations
 
 from benchmarks import harness as h
+from benchmarks.engine import warm_engine
 
 
 def _proc_mb(pid: int) -> dict:
@@ -31,6 +35,7 @@ def run(*, smoke: bool = False, model: str = "minilm", counts: tuple[int, ...] =
     texts = h.mixed_texts(jobs)
     engines: list = []
     with h.stack() as st:
+        report.update(warm_engine(model))      # the engine the registry selects; graph cached
         for n in counts:
             h.stage(f"{n} worker(s)")
             ids = st.start_workers(model, n, slots=16, threads=1)

@@ -46,8 +46,7 @@ def _model():
             from workers import runtime as rt
 
             spec = Registry.from_env().get(os.environ.get("BENCH_MODEL", "minilm"))
-            rt.configure_torch(int(os.environ.get("ELASTIQ_WORKER_THREADS") or 1))
-            _runtime = rt.load(spec)
+            _runtime = rt.load(spec, int(os.environ.get("ELASTIQ_WORKER_THREADS") or 1))
     return _runtime
 
 

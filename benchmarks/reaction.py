@@ -79,7 +79,7 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
 def _report(model: str, jobs: int, interval_s: float, t0: float, rows: list[dict], results: list,
             first_id: str, replicas: list, beats: dict) -> dict:
     """Seconds from the burst to each step, from the controller's rows and the jobs' timings."""
-    from benchmarks.harness import machine, one_engine
+    from benchmarks.harness import engine_of, machine, one_engine
 
     decision = next((x["t"] for x in rows if (x["desired"] or 0) > (x["current"] or 0)), None)
     new = [w for w in {x.timings["worker"] for x in results} if w != first_id]
@@ -92,7 +92,7 @@ def _report(model: str, jobs: int, interval_s: float, t0: float, rows: list[dict
     report = {
         "benchmark": "reaction", "model": model, "jobs": jobs, "interval_s": interval_s,
         "cpus": os.cpu_count(), "machine": machine(),
-        "engine": one_engine((b.get("engines") or {}).get(model) for b in beats.values()),
+        "engine": one_engine(engine_of(b, model) for b in beats.values()),
         "decision_s": rel(decision),
         "worker_started_s": rel(started[0].started_at) if started else None,
         "worker_ready_s": rel(ready_at),

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit":    ("elastiq.stack_cli:submit", "submit one job and print its result as JSON"),
     "demo":      ("elastiq.demo:main", "the main demo: a burst of real embedding jobs, scaled"),
     "worker":    ("workers.main:main", "run one worker process in the foreground"),
+    "engine":    ("workers.engines.cli:main", "export / check / list the onnx engine's graphs [--json]"),
     "autoscale": ("autoscaler.cli:main", "run the autoscaler [--once] [--dry-run] [--json]"),
     "supervise": ("autoscaler.supervisor:main", "keep N local workers per model running (used by `up`)"),
     "plot":      ("autoscaler.plot:main", "render a recorded scaling timeline as a PNG"),

@@ -9,6 +9,13 @@ The default registry has ``minilm``: sentence embeddings from the PyPI package
 
 A ``source`` is a local directory, or ``package:<module>/<subdir>`` for a model shipped
 inside an installed Python package. Nothing is ever fetched from a hub.
+
+``options.engine`` chooses what runs the model (``workers/engines``): ``onnx`` (the default
+for ``embed`` and ``classify``: ONNX Runtime, on a graph exported once from the
+transformers model, parity-checked and cached) or ``torch`` (PyTorch eager: the reference,
+the exporter, the fallback). ``options.quantize``: ``int8`` for either engine (dynamic
+int8 on the layers that keep cosine >= 0.99), and for ``torch`` also ``int8-all`` (every
+Linear layer) and ``bf16``. ``options.max_seq_length`` truncates inputs (tokens).
 This module does not import torch: the client uses it to validate model names.
 """
 
@@ -23,6 +30,9 @@ from typing import Mapping
 from elastiq.errors import ConfigError, UnknownModelError
 
 KINDS = ("embed", "classify", "debug")
+ENGINES = ("onnx", "torch")
+QUANTIZE = {"onnx": ("int8",), "torch": ("int8", "int8-all", "bf16")}
+NO_QUANTIZE = (None, "", "none")
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,26 @@ class ModelSpec:
             raise ConfigError(f"model {self.name!r}: a source (path or package:...) is required")
         if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
             raise ConfigError(f"model name {self.name!r} may use only letters, digits, '-' and '_'")
+        if not isinstance(self.options, Mapping):
+            raise ConfigError(f"model {self.name!r}: options must be a JSON object")
+        if self.kind != "debug":
+            if self.engine not in ENGINES:
+                raise ConfigError(f"model {self.name!r}: engine must be one of {ENGINES}, got {self.engine!r}")
+            if self.quantize is not None and self.quantize not in QUANTIZE[self.engine]:
+                raise ConfigError(f"model {self.name!r}: quantize {self.quantize!r} is not available for "
+                                  f"engine {self.engine!r} (choose from {QUANTIZE[self.engine]})")
+
+    @property
+    def engine(self) -> str:
+        """``onnx`` unless ``options.engine`` says otherwise (``""`` for the debug kind)."""
+        if self.kind == "debug":
+            return ""
+        return self.options.get("engine", "onnx")
+
+    @property
+    def quantize(self) -> str | None:
+        q = self.options.get("quantize")
+        return None if q in NO_QUANTIZE else q
 
     def resolve_path(self) -> Path:
         """The local directory holding the model files."""

@@ -26,6 +26,11 @@ from elastiq import procs  # noqa: E402
 from elastiq.redisconn import redis_client  # noqa: E402
 from elastiq.settings import Settings  # noqa: E402
 
+# One onnx engine cache for every test (and across runs): the first worker that needs a
+# graph exports it (~30 s), every later worker, in any test or ELASTIQ_HOME, reuses it.
+os.environ.setdefault("ELASTIQ_ENGINE_CACHE", str(ROOT / ".elastiq" / "engines"))
+
+
 def truthy(value: str | None) -> bool:
     """Whether an environment flag is on: set, and not 0/false/no/off."""
     return bool(value and value.strip()) and value.strip().lower() not in ("0", "false", "no", "off")

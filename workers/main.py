@@ -82,16 +82,18 @@ def main(argv=None) -> int:
     registry = Registry.from_env()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     specs = [registry.get(n) for n in names]
-    threads = args.threads or cpu_budget()
+    budget = cpu_budget()
+    threads = min(args.threads or budget, budget)      # never more threads than CPUs
+    if args.threads > budget:
+        logging.getLogger("elastiq.worker").warning(
+            "--threads %d > the %d CPU(s) this worker is given: using %d", args.threads, budget, budget)
     worker_id = args.name or f"elastiq-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
 
     from workers import runtime as rt
     from workers.state import WorkerState
     from workers.worker import Worker
 
-    if any(s.kind != "debug" for s in specs):
-        rt.configure_torch(threads)
-    runtimes = {s.name: rt.load(s) for s in specs}
+    runtimes = {s.name: rt.load(s, threads) for s in specs}
     state = WorkerState(worker_id, [contract.queue_for(n) for n in names], args.slots, threads,
                         started_at=spawned)
     batching = {"max_batch": 1 if args.no_batching else args.max_batch, "max_tokens": args.max_tokens,

@@ -1,8 +1,9 @@
 """Model runtimes: load a model once per worker process and run a forward pass.
 
-A runtime has two steps, so the micro-batcher can sort by length and count padding
-before it pads: ``encode(texts) -> token id lists`` and ``forward(id_lists) -> outputs``
-(one raw output per text). ``postprocess(outputs, params)`` turns raw outputs into the
+The model itself runs in an engine (:mod:`workers.engines`: onnx by default, torch as the
+reference and fallback); a runtime adds what its kind means. A runtime has two steps, so
+the micro-batcher can sort by length and count padding before it pads: ``encode(texts)
+-> token id lists`` and ``forward(id_lists) -> outputs`` (one raw output per text). ``postprocess(outputs, params)`` turns raw outputs into the
 JSON a job returns.
 """
 
@@ -14,44 +15,17 @@ import signal
 import time
 from typing import Any, Sequence
 
-from elastiq.errors import JobFailedError, ModelLoadError
+from elastiq.errors import JobFailedError
 from elastiq.registry import ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def configure_torch(threads: int) -> None:
-    """Set torch's thread pools explicitly: never more threads than the CPUs given."""
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process (only allowed once)
-        pass
-
-
-def _quantize_int8(torch, model):
-    """Dynamic int8 on the layers that tolerate it: each block's FFN input projection and
-    attention output projection, weights per channel. Quantizing every Linear (``int8-all``)
-    is faster but the FFN *output* projections carry outliers that dynamic per-tensor
-    activation scales clip: on MiniLM, all layers gave cosine 0.944 to fp32, this
-    selection 0.991 (``elastiq bench quantize``)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig
-
-    chosen = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
-              if isinstance(mod, torch.nn.Linear)
-              and name.endswith(("intermediate.dense", "attention.output.dense"))}
-    if not chosen:      # not a BERT-style encoder: fall back to every Linear layer
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return torch.ao.quantization.quantize_dynamic(model, chosen, dtype=torch.qint8)
 
 
 class Runtime:
     kind = ""
     engine = "none"          # what runs the forward pass (reported by benchmarks and heartbeats)
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, threads: int = 1):
         self.spec = spec
         self.name = spec.name
 
@@ -64,71 +38,41 @@ class Runtime:
     def postprocess(self, outputs: list[Any], params: dict) -> list[Any]:
         return outputs
 
+    def describe(self) -> dict:
+        return {"kind": self.kind, "engine": self.engine}
+
 
 class _HFRuntime(Runtime):
-    """Shared loading and padding for Hugging Face encoder models."""
+    """A Hugging Face encoder run by an engine (:mod:`workers.engines`): the engine
+    tokenizes and returns one row per text (the pooled embedding / class probabilities)."""
 
-    auto_class = "AutoModel"
-    engine = "torch"
+    def __init__(self, spec: ModelSpec, threads: int = 1):
+        super().__init__(spec, threads)
+        from workers.engines import load_backend
 
-    def __init__(self, spec: ModelSpec):
-        super().__init__(spec)
-        import torch
-        import transformers
-
-        path = spec.resolve_path()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = getattr(transformers, self.auto_class).from_pretrained(str(path), local_files_only=True)
-        except Exception as exc:  # transformers raises many types for a bad directory
-            raise ModelLoadError(f"cannot load model {spec.name!r} from {path}: {exc}") from exc
-        model.eval()
-        quantize = spec.options.get("quantize")
-        if quantize == "int8":
-            model = _quantize_int8(torch, model)
-        elif quantize == "int8-all":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        elif quantize == "bf16":
-            model = model.to(torch.bfloat16)
-        elif quantize not in (None, "", "none"):
-            raise ModelLoadError(f"model {spec.name!r}: unknown quantize option {quantize!r}")
-        self.model = model
-        self.torch = torch
-        limit = int(spec.options.get("max_seq_length") or self.tokenizer.model_max_length or 512)
-        self.max_seq_length = min(limit, getattr(model.config, "max_position_embeddings", limit))
-        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.backend = load_backend(spec, threads)
+        self.engine = self.backend.engine
+        self.max_seq_length = self.backend.max_seq_length
+        self.pad_id = self.backend.pad_id
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length,
-                             padding=False, return_attention_mask=False,
-                             return_token_type_ids=False)
-        return enc["input_ids"]
+        return self.backend.tokenize(texts)
 
-    def _pad(self, ids: Sequence[Sequence[int]]):
-        torch = self.torch
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        return input_ids, mask
+    def forward(self, ids):
+        from workers.engines import pad_batch
+
+        return list(self.backend.run(*pad_batch(ids, self.pad_id)))
+
+    def describe(self) -> dict:
+        b = self.backend
+        return {"kind": self.kind, "engine": b.engine, "quantize": b.quantize,
+                "fallback_reason": b.fallback_reason}
 
 
 class EmbedRuntime(_HFRuntime):
     """Mean-pooled, L2-normalised sentence embeddings (sentence-transformers' recipe)."""
 
     kind = "embed"
-
-    def forward(self, ids):
-        torch = self.torch
-        input_ids, mask = self._pad(ids)
-        with torch.inference_mode():
-            hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return list(pooled.numpy())
 
     def postprocess(self, outputs, params):
         import numpy as np
@@ -149,18 +93,9 @@ class ClassifyRuntime(_HFRuntime):
     """Any sequence-classification model: a label and a score per label, per input."""
 
     kind = "classify"
-    auto_class = "AutoModelForSequenceClassification"
-
-    def forward(self, ids):
-        torch = self.torch
-        input_ids, mask = self._pad(ids)
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
-            probs = torch.softmax(logits, dim=-1)
-        return list(probs.numpy())
 
     def postprocess(self, outputs, params):
-        labels = self.model.config.id2label
+        labels = self.backend.labels
         top_k = params.get("top_k")
         result = []
         for probs in outputs:
@@ -210,11 +145,21 @@ class DebugRuntime(Runtime):
         return [int(x) for x in outputs]
 
 
+def heavy_modules() -> list[str]:
+    """Which of the big ML libraries this process has imported, for the heartbeat: a
+    worker serving onnx graphs shows neither torch nor transformers."""
+    import sys
+
+    return sorted(m for m in ("torch", "transformers", "onnxruntime", "tokenizers") if m in sys.modules)
+
+
 KIND_CLASSES = {"embed": EmbedRuntime, "classify": ClassifyRuntime, "debug": DebugRuntime}
 
 
-def load(spec: ModelSpec) -> Runtime:
+def load(spec: ModelSpec, threads: int = 1) -> Runtime:
+    """Load ``spec`` for a process given ``threads`` CPUs (the engine's intra-op threads)."""
     started = time.monotonic()
-    runtime = KIND_CLASSES[spec.kind](spec)
-    log.info("loaded model %s (%s) in %.2fs", spec.name, spec.kind, time.monotonic() - started)
+    runtime = KIND_CLASSES[spec.kind](spec, threads)
+    log.info("loaded model %s (%s, engine %s) in %.2fs", spec.name, spec.kind, runtime.engine or "-",
+             time.monotonic() - started)
     return runtime

@@ -20,11 +20,10 @@ import signal
 import threading
 import time
 
-from elastiq.celeryconf import make_celery
 from elastiq.redisconn import redis_client, safe_url
 from elastiq.reservations import Reservations
 from elastiq.settings import Settings
-from workers import admission, jobs
+from workers import admission, jobs, runtime
 from workers.batcher import Batcher
 from workers.committer import Committer
 from workers.control import Control, handlers
@@ -51,8 +50,9 @@ class Worker:
                                   result_ttl_s=settings.result_ttl_s, max_bytes=max_bytes)
         self.batchers = {n: Batcher(r, **batcher_options) for n, r in runtimes.items()}
         self.suspects = SuspectRunner(self.redis, state.worker_id, runtimes)
-        self.app = make_celery(settings, name="elastiq-worker")      # control and events only
-        self.events = Events(self.app, state.worker_id, tasks=settings.task_events, state=state)
+        # Celery is needed only for its remote control and events: built and connected in the
+        # background once the worker takes jobs (_start_celery_side), off the cold start.
+        self.events = Events(None, state.worker_id, tasks=settings.task_events, state=state)
         self.committer = Committer(self.store, state, runtimes, self.redis, events=self.events)
         ctx = jobs.Context(settings, registry, frozenset(runtimes), self.redis)
         self.fetcher = Fetcher(self.store, state, ctx, batchers=self.batchers, suspects=self.suspects,
@@ -66,15 +66,15 @@ class Worker:
         self.watchdog = Watchdog(state, [*self.batchers.values(), self.suspects],
                                  soft_s=settings.job_soft_time_limit_s, hard_s=settings.job_time_limit_s,
                                  give_back=self.give_back, stop=self.request_stop, max_rss_mb=max_rss_mb)
-        self.control = Control(self.app, state.worker_id,
-                               handlers(state, self.events, lambda: self.request_stop(0), state.started_at))
+        self.control: Control | None = None
         self.heart = WorkerHeart(self.events)
         self._stop = threading.Event()
         self._cold = False
 
     def _heartbeat_extra(self) -> dict:
         return {"models": sorted(self.runtimes),
-                "engines": {n: r.engine for n, r in self.runtimes.items()},
+                "engines": {n: r.describe() for n, r in self.runtimes.items()},
+                "heavy_modules": runtime.heavy_modules(),
                 "batching": {n: b.stats.as_dict() for n, b in self.batchers.items()}}
 
     # -- stopping
@@ -127,8 +127,14 @@ class Worker:
     def _start_celery_side(self) -> None:
         """Control and events: off the path to the first job (kombu/Celery import and connect)."""
         try:
+            from elastiq.celeryconf import make_celery
+
+            app = make_celery(self.settings, name="elastiq-worker")
+            self.events.app = app
             self.events.start()
             self.heart.start()
+            self.control = Control(app, self.state.worker_id, handlers(
+                self.state, self.events, lambda: self.request_stop(0), self.state.started_at))
             self.control.start()
         except Exception as exc:  # noqa: BLE001 - jobs run without them
             log.warning("Celery control/events unavailable: %s", exc)
@@ -153,7 +159,8 @@ class Worker:
         if st.busy():                         # cold, or answers that could not be written
             self._release_everything()
         for t in (self.reaper, self.watchdog, self.heart, self.control):
-            t.stop()
+            if t is not None:
+                t.stop()
         self.events.stop()
         self.heartbeat.stop()                # deletes the heartbeat: nothing is held any more
         code = st.exit_code or 0

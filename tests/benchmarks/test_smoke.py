@@ -57,7 +57,8 @@ def test_cli_lists_benchmarks(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize", "capacity"):
+    for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize", "engine",
+                 "capacity", "gateway"):
         assert name in text
 
 
@@ -76,16 +77,15 @@ def test_overhead(tmp_path):
 def test_coldstart(tmp_path):
     r = bench("coldstart", tmp_path)
     assert 0 < r["ready_s"] <= r["first_job_done_s"]
-    assert r["import_torch_s"] > 0 and r["load_model_s"] > 0
-    # imports are measured in a separate interpreter; the worker's start is now little but
-    # those imports, so their share is ~1 and load noise decides its side of 1: not asserted
-    assert r["engine"] == "torch"
+    assert r["engine"] == "onnx" and r["import_onnxruntime_s"] > 0 and r["load_model_s"] > 0
+    # imports are measured in a separate interpreter; the worker's start is little but those
+    # imports and the model load, so the share's side of 1 is load noise: not asserted
 
 
 @pytest.mark.slow
 def test_efficiency(tmp_path):
     r = bench("efficiency", tmp_path, png=True)
-    assert r["engine"] == "torch"
+    assert r["engine"] == "onnx"
     base = r["inprocess_limit"]
     assert len(base["runs"]) == 3 and all(x["group"] == 32 and x["padding_ratio"] >= 1 for x in base["runs"])
     assert all(x["jobs"] == 240 for x in r["single"]["runs"]) and all(x["texts"] == 240 for x in r["eight"]["runs"])
@@ -105,7 +105,7 @@ def test_efficiency(tmp_path):
 @pytest.mark.slow
 def test_batching(tmp_path):
     r = bench("batching", tmp_path, png=True)
-    assert r["engine"] == "torch" and r["rounds"] == 3
+    assert r["engine"] == "onnx" and r["rounds"] == 3
     assert all(x["mean_batch_size"] == 1 for x in r["unbatched"]["runs"])
     assert r["batched"]["mean_batch_size"] > 1
     sizes = [s for stats in r["batched"]["batching_stats"].values() for s in (stats or {}).get("sizes", {})]
@@ -117,7 +117,7 @@ def test_batching(tmp_path):
 @pytest.mark.slow
 def test_mixed(tmp_path):
     r = bench("mixed", tmp_path, png=True)
-    assert r["engine"] == "torch"
+    assert r["engine"] == "onnx"
     assert all(x["texts"] == 16 * 8 for x in r["fifo"]["runs"] + r["sorted"]["runs"])
     assert r["padding_ratio_sorted"] >= 1 and r["padding_ratio_fifo"] >= 1
     assert r["padding_ratio_sorted"] <= r["padding_ratio_fifo"]     # sorting never pads more
@@ -128,6 +128,7 @@ def test_mixed(tmp_path):
 def test_memory(tmp_path):
     r = bench("memory", tmp_path, png=True)
     assert [p["workers"] for p in r["pools"]] == [1, 2]
+    assert r["engine"] == "onnx"                  # the registry's default engine
     assert 50 < r["rss_mb_per_worker"] < 8000
     assert r["pools"][1]["total_rss_mb"] > r["pools"][0]["total_rss_mb"]
 
@@ -137,11 +138,11 @@ def test_quantize(tmp_path):
     r = bench("quantize", tmp_path)
     assert r["engine"] == "torch"
     v = r["variants"]
-    assert set(v) == {"minilm", "minilm-int8", "minilm-int8-all", "minilm-bf16"}
-    assert v["minilm"]["cosine_mean"] > 0.9999
+    assert set(v) == {"minilm-torch", "minilm-int8", "minilm-int8-all", "minilm-bf16"}
+    assert v["minilm-torch"]["cosine_mean"] > 0.9999
     for name in ("minilm-int8", "minilm-int8-all", "minilm-bf16"):
         assert 0 < v[name]["cosine_mean"] <= 1.0001 and v[name]["texts_per_s"] > 0
-        check_spread(v[name]["speedup_spread"], per_round_ratios(v[name]["runs"], v["minilm"]["runs"], "texts_per_s"))
+        check_spread(v[name]["speedup_spread"], per_round_ratios(v[name]["runs"], v["minilm-torch"]["runs"], "texts_per_s"))
 
 
 def test_gateway(tmp_path):
@@ -151,7 +152,7 @@ def test_gateway(tmp_path):
         assert 0 < r[arm]["p50_ms"] <= r[arm]["p99_ms"]
     assert r["cosine_min_gateway_vs_client"] >= 0.9999    # the same vectors through HTTP
     assert r["settings"]["concurrency"] == 64
-    assert r["git_commit"] and len(r["git_commit"].split("-")[0]) == 40
+    assert r["git_commit"] == git_commit()
     assert r["added_p50_ms"] == round(r["gateway"]["p50_ms"] - r["client"]["p50_ms"], 3)
     cpu = r["cpu_ms_per_request"]
     assert cpu["gateway_arm_gateway"] > 0 and cpu["gateway_arm_this_process"] > 0 and cpu["client_arm_this_process"] > 0
@@ -179,3 +180,19 @@ def test_reaction(tmp_path):
     assert isinstance(r["meets_target"], bool)
     for key in ("first_job_started_on_new_worker_s", "pool_at_new_size_serving_s", "new_size"):
         assert key in r
+
+
+@pytest.mark.slow
+def test_engine(tmp_path):
+    r = bench("engine", tmp_path, png=True)
+    assert len(r["git_commit"]) >= 40 or r["git_commit"] == "unknown"
+    assert set(r["throughput"]) == set(r["agreement"]) == set(r["spawn"]) == {"torch-fp32", "onnx-fp32", "onnx-int8"}
+    assert r["warm"]["onnx-fp32"]["engine"] == "onnx" and r["warm"]["torch-fp32"]["engine"] == "torch"
+    assert r["agreement"]["onnx-fp32"]["cosine_min"] >= 0.99999
+    int8 = r["agreement"]["onnx-int8"]
+    assert int8["cosine_mean"] >= 0.99 and 0.97 <= int8["cosine_min"] < 0.99999     # quantized, and close
+    for rows in r["throughput"].values():
+        assert set(rows) == {"1", "8", "32"} and all(x["texts_per_s"] > 0 and x["rss_mb"] > 0 for x in rows.values())
+    assert r["throughput"]["torch-fp32"]["32"]["speedup"] == 1.0
+    for name, s in r["spawn"].items():
+        assert 0 < s["ready_s"] <= s["first_result_s"] and s["worker_rss_mb"] > 50

@@ -1,8 +1,13 @@
-"""The core pipeline with real parts: redis-server, worker processes, MiniLM inference."""
+"""The core pipeline with real parts: redis-server, worker processes, MiniLM inference.
+
+Every test runs twice: with the onnx engine (the default) and with ``engine: torch``
+(the reference and fallback), through a registry file that sets the engine of every model.
+"""
 
 from __future__ import annotations
 
 import collections
+import json
 import time
 
 import numpy as np
@@ -20,6 +25,28 @@ SENTENCES = ["The cat sits on the mat.", "A dog is playing in the garden.",
              "Stock markets fell sharply today.", "How do I bake bread at home?"]
 
 
+@pytest.fixture(params=["onnx", "torch"], autouse=True)
+def engine(request, tmp_path, tiny_classifier, monkeypatch):
+    """``minilm`` and ``tiny-clf`` on this engine (``debug`` has none)."""
+    from elastiq.registry import DEFAULT_MODELS
+
+    minilm = DEFAULT_MODELS["minilm"]
+    registry = tmp_path / f"models-{request.param}.json"
+    registry.write_text(json.dumps({
+        "minilm": {"kind": "embed", "source": minilm.source,
+                   "options": {**minilm.options, "engine": request.param}},
+        "tiny-clf": {"kind": "classify", "source": str(tiny_classifier), "options": {"engine": request.param}},
+        "debug": {"kind": "debug"},
+    }))
+    monkeypatch.setenv("ELASTIQ_MODELS", str(registry))
+    return request.param
+
+
+@pytest.fixture
+def models_env(engine):
+    return engine
+
+
 def reference_embeddings(texts):
     from sentence_transformers import SentenceTransformer
 
@@ -29,8 +56,9 @@ def reference_embeddings(texts):
     return model.encode(texts, normalize_embeddings=True)
 
 
-def test_embedding_matches_sentence_transformers(workers, client):
-    workers.start("minilm")
+def test_embedding_matches_sentence_transformers(workers, client, redis, engine):
+    (wid,) = workers.start("minilm")
+    assert contract_engine(redis, wid, "minilm") == engine
     result = client.submit("minilm", SENTENCES).result(timeout=60)
     got = np.array(result.outputs, dtype=np.float64)
     ref = reference_embeddings(SENTENCES).astype(np.float64)
@@ -58,8 +86,14 @@ def test_500_jobs_two_workers_none_lost_none_duplicated(workers, client, redis):
     assert np.dot(again, results[123].outputs[0]) > 0.9999
 
 
-def test_classify_tiny_model(models_env, workers, client):
-    workers.start("tiny-clf")
+def contract_engine(redis, wid: str, model: str) -> str:
+    """The engine the worker's heartbeat says it runs ``model`` on."""
+    return json.loads(redis.get(contract.heartbeat_key(wid)))["engines"][model]["engine"]
+
+
+def test_classify_tiny_model(models_env, workers, client, redis, engine):
+    (wid,) = workers.start("tiny-clf")
+    assert contract_engine(redis, wid, "tiny-clf") == engine
     out = client.submit("tiny-clf", ["good", "bad film"], top_k=2).result(timeout=60).outputs
     assert len(out) == 2
     for item in out:
