@@ -50,16 +50,14 @@ class Fetcher(threading.Thread):
         backoff = 0.1
         while not self._halt.is_set():
             try:
-                took = self.fetch_once()
+                if self.fetch_once() == 0:
+                    self._idle()
                 backoff = 0.1
             except Exception as exc:  # noqa: BLE001 - Redis away: try again, slower
                 log.warning("cannot take jobs: %s (retrying in %.1fs)", exc, backoff)
                 self._drop_pubsub()
                 self._halt.wait(backoff)
                 backoff = min(2.0, backoff * 2)
-                continue
-            if took == 0:
-                self._idle()
         self._drop_pubsub()
 
     def fetch_once(self) -> int:

@@ -136,7 +136,7 @@ def refuse(ctx: Context, held: Held, queue: str, reason: str, job_id: str | None
     """Dead-letter a held item and answer its job id (if any) with a typed error."""
     try:
         dead_letter(ctx.redis, job_id, contract.model_of(queue), reason, headers,
-                    body=None if job_id else held.raw, task=task, queue=queue)
+                    body=held.raw, task=task, queue=queue)          # a bounded preview
     except Exception:  # noqa: BLE001 - the item must still leave the held set
         log.exception("could not dead-letter a refused item")
     meta = results.failure(job_id, error(reason)) if job_id else None

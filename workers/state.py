@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 # tell apart from a crash. Both mean "start a replacement"; neither lost a job.
 EXIT_HARD_TIME_LIMIT = 70   # a forward pass outlived job_time_limit_s: the worker was wedged
 EXIT_RECYCLE = 75           # over ELASTIQ_WORKER_MAX_RSS_MB: drained itself, then exited
+EXIT_BROKEN = 71            # one of its own threads died: it gave its jobs back and exited
 
 
 @dataclass

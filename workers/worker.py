@@ -31,7 +31,7 @@ from workers.events import Events, WorkerHeart
 from workers.fetcher import Fetcher
 from workers.heartbeat import Heartbeat
 from workers.reaper import Reaper
-from workers.state import WorkerState
+from workers.state import EXIT_BROKEN, WorkerState
 from workers.suspects import SuspectRunner
 from workers.watchdog import Watchdog
 
@@ -112,8 +112,10 @@ class Worker:
         self._signals()
         for t in (*(), self.suspects, self.committer):
             t.start()
+        if not self._first_beat():
+            return self._shutdown()
         self.state.ready_at = time.time()
-        self.heartbeat.beat()                # a live heartbeat before the first reservation
+        self.heartbeat.beat()                # ready, before the first reservation
         for t in (self.heartbeat, self.fetcher, self.reaper, self.watchdog):
             t.start()
         log.info("worker %s ready: broker=%s queues=%s slots=%d threads=%d cold_start=%.2fs",
@@ -121,8 +123,36 @@ class Worker:
                  self.state.slots, self.state.threads, self.state.ready_at - self.state.started_at)
         threading.Thread(target=self._start_celery_side, name="celery-side", daemon=True).start()
         while not self._stop.wait(0.5):
-            pass
+            self._check_threads()
         return self._shutdown()
+
+    def _check_threads(self) -> None:
+        """A worker whose fetcher, committer, heartbeat... has died would look alive and
+        take nothing (or answer nothing): exit instead, so its supervisor starts a new one."""
+        dead = [t.name for t in (self.fetcher, self.committer, self.heartbeat, self.suspects, self.reaper,
+                                 self.watchdog, *self.batchers_threads()) if not t.is_alive()]
+        if dead and not self._stop.is_set():
+            log.critical("worker thread(s) %s died: exiting with %d so a fresh worker replaces this one",
+                         dead, EXIT_BROKEN)
+            self.request_stop(EXIT_BROKEN, cold=True)
+
+    def batchers_threads(self) -> list[threading.Thread]:
+        return [b._thread for b in self.batchers.values()]
+
+    def _first_beat(self) -> bool:
+        """Wait for the broker: a worker started before Redis is reachable (or refused by its
+        TLS checks) keeps trying, as a Celery worker does, and takes no job meanwhile."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self.heartbeat.beat()
+                return True
+            except Exception as exc:  # noqa: BLE001 - logged, retried
+                log.error("cannot reach Redis at %s: %s (retrying in %.0fs)", safe_url(self.settings.redis_url),
+                          exc, delay)
+                self._stop.wait(delay)
+                delay = min(10.0, delay * 2)
+        return False
 
     def _start_celery_side(self) -> None:
         """Control and events: off the path to the first job (kombu/Celery import and connect)."""
@@ -149,7 +179,8 @@ class Worker:
         log.info("worker %s stopping (%s): %d job(s) held", st.worker_id, "cold" if self._cold else "warm",
                  st.busy())
         self.fetcher.stop()
-        self.fetcher.join(5)
+        if self.fetcher.ident is not None:      # started (not if Redis was never reached)
+            self.fetcher.join(5)
         self.give_back([p for b in (*self.batchers.values(), self.suspects) for p in b.take_pending()])
         if not self._cold:
             end = time.monotonic() + self.settings.job_time_limit_s + 10

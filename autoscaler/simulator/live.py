@@ -116,7 +116,7 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
                 t0, sent = drive(client, model, trace, time_scale)
                 jobs = collect(sent, t0, job_timeout_s)
                 _settle(Path(state.timeline), t0 + trace.duration_s * time_scale, config.min_workers, settle_s)
-                from elastiq.celeryconf import redis_client
+                from elastiq.redisconn import redis_client
                 from elastiq.settings import Settings
 
                 r = redis_client(Settings(redis_url=state.redis_url))

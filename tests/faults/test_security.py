@@ -149,7 +149,7 @@ def flower_sees_worker(url, ca, wid, tmp_path) -> bool:
 @pytest.mark.scenario("09d_tls_password", "Redis password + TLS (certificate and hostname checked): client and "
                                           "worker end to end")
 def test_password_and_tls_end_to_end(models_env, certs, tls_redis, tmp_path, monkeypatch, scenario):
-    from elastiq.celeryconf import redis_client
+    from elastiq.redisconn import redis_client
     from elastiq.settings import Settings
 
     port = tls_redis
@@ -193,7 +193,8 @@ def test_password_and_tls_end_to_end(models_env, certs, tls_redis, tmp_path, mon
 
 
 def test_tls_options_check_the_hostname_explicitly(certs):
-    from elastiq.celeryconf import celery_config, redis_client
+    from elastiq.celeryconf import celery_config
+    from elastiq.redisconn import redis_client
     from elastiq.settings import Settings
 
     settings = Settings(redis_url="rediss://:pw@127.0.0.1:1/0", redis_ca=str(certs / "ca.pem"))

@@ -181,12 +181,15 @@ def test_results_arrive_again_after_a_redis_restart(models_env, tmp_path):
         assert set(statuses) <= {200, 503, 504}, statuses
         assert httpx.get(gw.url + "/healthz").json()["results_subscription"] is True
         # many at once, after the restart: the results arrive as pub/sub messages on the
-        # re-made subscription (not only through the 1 s MGET fallback)
+        # re-made subscription (not only through the 1 s MGET fallback). Each job holds its
+        # slot 0.3 s, so it is answered after the gateway's SUBSCRIBE for it has landed (a
+        # job answered before is found by the MGET that follows the SUBSCRIBE instead).
         via_message = metric(gw, 'elastiq_gateway_results_total{via="message"}')
 
         async def burst():
             async with httpx.AsyncClient(base_url=gw.url, headers=gw.headers, timeout=30) as c:
-                return await asyncio.gather(*(c.post("/v1/models/debug/infer", json={"inputs": ["x" * i]})
+                return await asyncio.gather(*(c.post("/v1/models/debug/infer",
+                                                     json={"inputs": ["x" * i], "params": {"sleep_ms": 300}})
                                               for i in range(1, 33)))
         assert [r.json()["outputs"] for r in asyncio.run(burst())] == [[i] for i in range(1, 33)]
         assert metric(gw, 'elastiq_gateway_results_total{via="message"}') - via_message >= 16

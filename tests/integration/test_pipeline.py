@@ -171,3 +171,32 @@ def test_status_and_deadline(models_env, workers, client):
 
     with pytest.raises(JobExpiredError):
         expired.result(timeout=20)
+
+
+def test_a_worker_started_before_redis_waits_for_it_then_serves(models_env, tmp_path, monkeypatch):
+    """Start order must not matter (compose, the local stack): a worker whose broker is not
+    up yet keeps trying, takes nothing, and serves once Redis listens; SIGTERM while it
+    waits ends it cleanly."""
+    import signal
+
+    from elastiq import procs
+    from producer import Client
+    from tests.conftest import WorkerPool
+
+    port = procs.free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    pool = WorkerPool(url, tmp_path)
+    (wid,) = pool.start("debug", slots=2, wait=False)
+    (waiting,) = pool.start("debug", slots=2, wait=False)
+    time.sleep(3)
+    assert pool.procs[wid].poll() is None and "cannot reach Redis" in pool.log(wid)
+    pool.signal(waiting, signal.SIGTERM)
+    assert pool.procs[waiting].wait(15) == 0
+    server = procs.RedisProcess(port, tmp_path / "redis").start()
+    try:
+        pool.wait_ready([wid], timeout_s=30)
+        with Client(url) as client:
+            assert client.submit("debug", ["late start"]).result(timeout=20).outputs == [10]
+    finally:
+        pool.stop_all()
+        server.stop()
