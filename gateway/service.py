@@ -120,16 +120,29 @@ class Service:
     # -- queueing and waiting
 
     async def enqueue(self, model: str, jobs: list[list[str]], params: dict, *,
-                      priority: int | None = None, deadline_s: float | None = None) -> list[str]:
+                      priority: int | None = None, deadline_s: float | None = None,
+                      watch: bool = False) -> list[str]:
+        """Queue the jobs under ids this gateway hears; with ``watch``, their results are
+        listened for before they are queued (:meth:`wait` collects them)."""
         try:
             await self.backlog.check(model, len(jobs))
         except ElastiqError:
             raise
         except Exception as exc:  # noqa: BLE001 - any Redis failure is a 503
             raise self._unavailable(exc) from None
-        return list(await asyncio.gather(*(
-            self.submitter.submit(model, job, params, priority=priority, deadline_s=deadline_s)
-            for job in jobs)))
+        ids = [self.waiter.new_id() for _ in jobs]
+        if watch:
+            for job_id in ids:
+                self.waiter.watch(job_id)
+        try:
+            return list(await asyncio.gather(*(
+                self.submitter.submit(model, job, params, job_id=job_id, priority=priority,
+                                      deadline_s=deadline_s)
+                for job, job_id in zip(jobs, ids))))
+        except BaseException:
+            for job_id in ids:
+                self.waiter.forget(job_id)
+            raise
 
     async def wait(self, job_ids: list[str], timeout: float) -> list[dict]:
         """The ready result metas in order; SyncTimeoutError names the ids still out."""
@@ -145,7 +158,7 @@ class Service:
                   priority: int | None = None, deadline_s: float | None = None) -> list[tuple[str, dict]]:
         """Queue, wait, and return ``(job_id, result)``; a failed job raises its typed error."""
         started = time.perf_counter()
-        ids = await self.enqueue(model, jobs, params, priority=priority, deadline_s=deadline_s)
+        ids = await self.enqueue(model, jobs, params, priority=priority, deadline_s=deadline_s, watch=True)
         queued = time.perf_counter()
         metas = await self.wait(ids, timeout)
         if self.metrics:

@@ -34,13 +34,14 @@ class Submitter:
         self._scheduled = False
         self._on_batch = on_batch or (lambda model, n: None)
 
-    async def submit(self, model: str, inputs: list[str], params: dict, *,
+    async def submit(self, model: str, inputs: list[str], params: dict, *, job_id: str,
                      priority: int | None = None, deadline_s: float | None = None) -> str:
-        """Queue one validated job; returns its id (raises what ``submit_many`` raises)."""
+        """Queue one validated job under ``job_id``; returns the id (raises what
+        ``submit_many`` raises)."""
         loop = asyncio.get_running_loop()
         key = (model, json.dumps(params, sort_keys=True), priority, deadline_s)
         future = loop.create_future()
-        self._groups.setdefault(key, []).append((inputs, future))
+        self._groups.setdefault(key, []).append(((inputs, job_id), future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -72,10 +73,11 @@ class Submitter:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _submit_many(self, key: tuple, many: list[list[str]]) -> list[str]:
+    def _submit_many(self, key: tuple, many: list[tuple[list[str], str]]) -> list[str]:
         model, params, priority, deadline_s = key
         client = self._client()
-        jobs = client.submit_many(model, many, priority=priority, deadline_s=deadline_s, **json.loads(params))
+        jobs = client.submit_many(model, [inputs for inputs, _ in many], priority=priority,
+                                  deadline_s=deadline_s, job_ids=[i for _, i in many], **json.loads(params))
         self._on_batch(model, len(many))
         return [job.id for job in jobs]
 

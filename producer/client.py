@@ -44,18 +44,23 @@ class Client:
         return self.submit_many(model, [inputs], priority=priority, deadline_s=deadline_s, **params)[0]
 
     def submit_many(self, model: str, many: Iterable[Sequence[str]], *, priority: int | None = None,
-                    deadline_s: float | None = None, **params) -> list[Job]:
-        """Validate every job first, then queue them all, a chunk per round trip."""
+                    deadline_s: float | None = None, job_ids: Sequence[str] | None = None,
+                    **params) -> list[Job]:
+        """Validate every job first, then queue them all, a chunk per round trip.
+
+        ``job_ids``: ids chosen by the caller (one per job, unique, 1-64 characters of
+        letters, digits and ``-``), e.g. to listen for the results before they can exist;
+        by default each job gets a random UUID."""
         checked = [validate_job(model, inputs, params, self.registry, self.settings.limits)
                    for inputs in many]
+        ids = _job_ids(job_ids, len(checked))
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
                                      or not 0 <= priority <= 9):
             raise InputTypeError("priority must be an int from 0 (first) to 9 (last)")
         now = time.time()
         deadline = None if deadline_s is None else now + float(deadline_s)
         items, list_key = [], messages.list_for(contract.queue_for(model), priority)
-        for _, inputs, job_params in checked:
-            job_id = str(uuid.uuid4())
+        for job_id, (_, inputs, job_params) in zip(ids, checked):
             _, raw = messages.job_message(job_id, model, inputs, job_params, submitted_at=now,
                                           deadline=deadline, priority=priority)
             items.append((job_id, raw))
@@ -151,3 +156,18 @@ class Client:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def _job_ids(given: Sequence[str] | None, n: int) -> list[str]:
+    if given is None:
+        return [str(uuid.uuid4()) for _ in range(n)]
+    ids = list(given)
+    if len(ids) != n or len(set(ids)) != n:
+        raise InputTypeError(f"job_ids: {n} distinct ids needed, got {len(ids)} ({len(set(ids))} distinct)")
+    for i in ids:
+        if not isinstance(i, str) or not 0 < len(i) <= 64 or not set(i) <= _ID_CHARS:
+            raise InputTypeError(f"job_ids: {str(i)[:80]!r} is not 1-64 letters, digits or '-'")
+    return ids

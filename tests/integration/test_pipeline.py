@@ -200,3 +200,16 @@ def test_a_worker_started_before_redis_waits_for_it_then_serves(models_env, tmp_
     finally:
         pool.stop_all()
         server.stop()
+
+
+def test_caller_chosen_job_ids(models_env, workers, client, redis):
+    from elastiq.errors import InputTypeError
+
+    workers.start("debug", slots=2)
+    jobs = client.submit_many("debug", [["a"], ["bb"]], job_ids=["mine-1", "mine-2"])
+    assert [j.id for j in jobs] == ["mine-1", "mine-2"]
+    assert [j.result(timeout=10).outputs for j in jobs] == [[1], [2]]
+    for bad in (["x"], ["same", "same"], ["has space", "ok"], ["", "ok"], ["y" * 65, "ok"]):
+        with pytest.raises(InputTypeError):
+            client.submit_many("debug", [["a"], ["b"]], job_ids=bad)
+    assert redis.llen("elastiq.debug") == 0                     # nothing queued by a refusal

@@ -143,7 +143,7 @@ class StubClient:
         class J:
             def __init__(self, i):
                 self.id = i
-        return [J(f"{model}-{x[0]}") for x in many]
+        return [J(i) for i in kw["job_ids"]]          # the ids the gateway chose
 
     def close(self):
         pass
@@ -154,9 +154,9 @@ def test_submitter_coalesces_one_tick_into_one_call_per_group():
     sub = Submitter(lambda: StubClient(calls), threads=2)
 
     async def main():
-        a = [sub.submit("m", [f"t{i}"], {}) for i in range(40)]
-        b = [sub.submit("m", [f"p{i}"], {"top_k": 2}) for i in range(5)]
-        c = [sub.submit("other", [f"o{i}"], {}) for i in range(3)]
+        a = [sub.submit("m", [f"t{i}"], {}, job_id=f"m-t{i}") for i in range(40)]
+        b = [sub.submit("m", [f"p{i}"], {"top_k": 2}, job_id=f"m-p{i}") for i in range(5)]
+        c = [sub.submit("other", [f"o{i}"], {}, job_id=f"other-o{i}") for i in range(3)]
         return await asyncio.gather(*a, *b, *c)
 
     ids = asyncio.run(main())
@@ -164,13 +164,16 @@ def test_submitter_coalesces_one_tick_into_one_call_per_group():
     assert ids == [f"m-t{i}" for i in range(40)] + [f"m-p{i}" for i in range(5)] + [f"other-o{i}" for i in range(3)]
     assert sorted(len(many) for _, many, _ in calls) == [3, 5, 40]          # one call per group
     assert {(m, kw.get("top_k")) for m, _, kw in calls} == {("m", None), ("m", 2), ("other", None)}
+    assert all([x[0][1:] for x in many] == [i.split("-", 1)[1][1:] for i in kw["job_ids"]]
+               for _, many, kw in calls)                                   # each job kept its id
 
 
 def test_submitter_failure_reaches_every_request_of_the_batch():
     sub = Submitter(lambda: StubClient([], fail=errors.BrokerUnavailableError("down")), threads=1)
 
     async def main():
-        return await asyncio.gather(*(sub.submit("m", [str(i)], {}) for i in range(5)), return_exceptions=True)
+        return await asyncio.gather(*(sub.submit("m", [str(i)], {}, job_id=f"j{i}") for i in range(5)),
+                                    return_exceptions=True)
 
     out = asyncio.run(main())
     sub.close()
