@@ -278,8 +278,7 @@ def plain_celery_jobs(stack: "Stack", model: str, items: Sequence[Sequence[str]]
     logs = [open(stack.home / f"plain-{i}.log", "ab") for i in range(workers)]
     children = [subprocess.Popen(cmd + ["-n", f"plain{i}@%h"], env=env, stdout=f, stderr=subprocess.STDOUT,
                                  start_new_session=True) for i, f in enumerate(logs)]
-    app = pc.app
-    app.conf.update(broker_url=stack.url, result_backend=stack.url)
+    app = pc.make_app(stack.url)
     try:
         warm = [app.send_task("bench.embed", args=[["warm up"]], queue=pc.EMBED_QUEUE) for _ in range(4 * workers)]
         ResultSet(warm).join_native(timeout=300)           # every child has loaded its model
@@ -300,6 +299,7 @@ def plain_celery_jobs(stack: "Stack", model: str, items: Sequence[Sequence[str]]
                 c.wait()
         for f in logs:
             f.close()
+        app.close()
     texts = sum(len(x) for x in items)
     assert len(results) == len(items) and all(len(r) == len(x) for r, x in zip(results, items))
     return {"jobs": len(items), "texts": texts, "seconds": round(seconds, 3), "workers": workers,

@@ -115,9 +115,10 @@ def run(*, smoke: bool = False, n: int = 1000, slots: int = 4, rounds: int = h.R
         h.stage("raw Redis echo, plain Celery, elastiq with and without batching: all up")
         st.start_workers("debug-b", 1, slots=slots, threads=1, extra=["--no-batching"])
         st.start_workers("debug", 1, slots=slots, threads=1)
-        from benchmarks.plain_celery import app, noop
+        from benchmarks.plain_celery import make_app
 
-        app.conf.broker_url = app.conf.result_backend = st.url
+        capp = make_app(st.url)                 # a fresh app: Celery caches its backend per app
+        noop = capp.signature("bench.noop")
         _celery_ready(noop, text)
         r = redis_py.Redis.from_url(st.url, socket_timeout=90)    # redis-py 8 defaults to 5 s: BRPOP waits longer
         r.lpush("bench:req", text)                     # until the echo process answers
@@ -133,7 +134,7 @@ def run(*, smoke: bool = False, n: int = 1000, slots: int = 4, rounds: int = h.R
             report["engine"] = h.pool_engine(st, "debug")
         r.lpush("bench:req", "stop")
         r.close()
-        app.close()
+        capp.close()
     for name, rounds_ in samples.items():
         report[name] = {**_stats([x for rs in rounds_ for x in rs]),
                         "p50_ms_per_round": [round(h.percentile(rs, 50), 3) for rs in rounds_]}

@@ -21,11 +21,17 @@ import threading
 QUEUE = "bench.noop"
 EMBED_QUEUE = "bench.embed"
 
-app = Celery("bench-plain", broker=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/0"),
-             backend=os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/0"))
-app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
-                worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
-                task_default_queue=QUEUE)
+def make_app(url: str) -> Celery:
+    """A plain Celery app on ``url`` (a fresh one per use: Celery caches its result backend
+    and connection pools on first use, so an app must not outlive the Redis it points at)."""
+    a = Celery("bench-plain", broker=url, backend=url)
+    a.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
+                  worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
+                  task_default_queue=QUEUE)
+    return a
+
+
+app = make_app(os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/0"))   # the workers' app
 
 
 @app.task(name="bench.noop")
