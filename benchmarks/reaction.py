@@ -58,7 +58,9 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
             time.sleep(interval_s * 1.5)     # the burst lands at a random phase of the loop
             with Client(redis.url) as client:
                 t0 = time.time()
-                params = {"sleep_ms": 20} if model == "debug" else {}
+                # 200 debug jobs of 0.5 s on 16 slots: ~6 s of work for one worker, longer
+                # than a new worker's start, so the policy's drain rule does not hold it back
+                params = {"sleep_ms": 500} if model == "debug" else {}
                 pending = client.submit_many(model, [[f"sentence {i} of the burst"] for i in range(jobs)], **params)
                 results = [j.result(timeout=600) for j in pending]
             stop.set()
