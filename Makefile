@@ -35,10 +35,14 @@ demo: ensure-redis $(STAMP)
 
 # The fast default locally; under CI=true (or with ELASTIQ_TEST_ALL=1) the docker and
 # fault suites run too.
-test: ensure-redis $(STAMP)
+test: ensure-redis $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: ensure-redis $(STAMP)
+# ruff: the rules are in pyproject.toml ([tool.ruff]); `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test-all: ensure-redis $(STAMP) lint
 	ELASTIQ_TEST_ALL=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 
         store = Reservations(redis)
         grace = settings.heartbeat_ttl_s + settings.heartbeat_interval_s
-        reap = lambda: reap_dead(store, redis, grace_s=grace)  # noqa: E731
+        reap = lambda: reap_dead(store, redis, grace_s=grace)
     controller = Controller(redis=redis, backend=backend, groups=groups, config=config,
                             drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
                             record=record, metrics=metrics, reap=reap)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from autoscaler import drain
 from autoscaler.backends.base import Backend, BackendError, Replica
@@ -60,7 +60,7 @@ class Controller:
         if self.reap is not None:        # dead workers' jobs back first (any reaper will do)
             try:
                 self.reap()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged; the loop goes on
                 log.warning("reap pass failed: %s", exc)
         beats = self.signals.heartbeats()
         return [self._reconcile_group(g, now, beats) for g in self.groups]

@@ -9,7 +9,7 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         labels = ["queue"]
-        g = lambda name, doc: Gauge(f"elastiq_{name}", doc, labels, registry=self.registry)  # noqa: E731
+        g = lambda name, doc: Gauge(f"elastiq_{name}", doc, labels, registry=self.registry)
         self.current = g("workers_current", "Workers the backend runs for the queue (not draining)")
         self.desired = g("workers_desired", "Workers the policy wants")
         self.waiting = g("queue_waiting", "Jobs waiting in the queue's Redis lists (all priorities)")

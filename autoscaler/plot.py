@@ -20,7 +20,7 @@ def render(rows: list[dict], png: Path, title: str = "elastiq scaling timeline")
     for ax, queue in zip(axes[:, 0], queues):
         qr = [r for r in rows if r["queue"] == queue]
         t = [r["t"] - t0 for r in qr]
-        val = lambda k: [r.get(k) if r.get(k) is not None else float("nan") for r in qr]  # noqa: E731
+        val = lambda k, qr=qr: [r.get(k) if r.get(k) is not None else float("nan") for r in qr]
         ax.plot(t, val("waiting"), label="waiting", color="tab:blue")
         ax.plot(t, val("in_flight"), label="in flight", color="tab:orange")
         ax.set_ylabel("jobs")

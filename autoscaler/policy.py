@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 from autoscaler.prewarm import prewarm_target, track_surges
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
@@ -95,7 +95,7 @@ class PolicyConfig:
             raise ConfigError("max_step_up >= 1, stabilisation_min_s >= 0, cold_start_factor >= 0")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "PolicyConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> PolicyConfig:
         """``ELASTIQ_AUTOSCALE_<FIELD>``, e.g. ELASTIQ_AUTOSCALE_MAX_WORKERS=8."""
         env = os.environ if env is None else env
         values: dict = {}

@@ -20,8 +20,9 @@ extra groups, runtimes -- and anything else not on the list.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from autoscaler.proxy_users import ImageUsers, Refused, resolve_uid
 
@@ -39,7 +40,7 @@ class Policy:
     networks: frozenset[str] = field(default_factory=frozenset)   # empty: learned from containers
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Policy":
+    def from_env(cls, env: Mapping[str, str]) -> Policy:
         from elastiq.errors import ConfigError
 
         image = env.get("ELASTIQ_PROXY_IMAGE", "")

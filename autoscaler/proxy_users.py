@@ -14,8 +14,8 @@ name that passwd maps to a uid, a non-zero uid, no explicit root group, and a us
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 MAX_ID = 2**31 - 2          # runc refuses ids above 2^31 - 1
 _GO_INT = re.compile(r"[+-]?[0-9]+")
@@ -38,7 +38,7 @@ class ImageUsers:
     members: Mapping[int, frozenset[str]] = field(default_factory=dict)   # gid -> member names
 
     @classmethod
-    def parse(cls, default_user: str, passwd: str, group: str) -> "ImageUsers":
+    def parse(cls, default_user: str, passwd: str, group: str) -> ImageUsers:
         users: dict[str, tuple[int, int]] = {}
         by_uid: dict[int, tuple[str, int]] = {}
         for name, uid, gid in _rows(passwd, 4):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
@@ -49,7 +49,7 @@ def backlog(redis, queue: str, now: float) -> tuple[int | None, float | None, in
     behind)."""
     try:
         b = reservations.backlog(redis, queue)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an unreadable queue is unknown, not fatal
         log.warning("cannot read queue %s: %s", queue, exc)
         return None, None, None
     ages = [age for raw in b.oldest_items if raw if (age := _age(raw, now)) is not None]
@@ -80,7 +80,7 @@ class Signals:
     def heartbeats(self) -> dict[str, dict] | None:
         try:
             return read_heartbeats(self.redis)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - unreadable heartbeats: no workers known this tick
             log.warning("cannot read heartbeats: %s", exc)
             return None
 
@@ -123,7 +123,7 @@ class Signals:
                       ready: int | None) -> RateState | None:
         try:
             started = int(self.redis.hget(contract.stats_key(queue), "started") or 0)
-        except Exception:
+        except Exception:  # noqa: BLE001 - unknown, not fatal
             return None
         state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing, ready)
         self._rates[queue] = state
@@ -153,7 +153,7 @@ def host_stats() -> dict:
         busy = psutil.cpu_percent(interval=None) / 100.0
         return {"cpus": cpus, "free_cpu": round(cpus * (1 - busy), 2) if cpus else None,
                 "free_memory_mb": round(psutil.virtual_memory().available / 1e6, 1)}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - host stats unknown this tick
         log.warning("cannot read host stats: %s", exc)
         return {}
 

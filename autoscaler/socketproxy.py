@@ -40,8 +40,8 @@ import socket
 import sys
 import tarfile
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 from autoscaler.proxy_policy import (
@@ -195,7 +195,7 @@ class Proxy:
         if version and (int(version.group(1)), int(version.group(2))) < MIN_API:
             return _refuse(f"API version {version.group(0)[1:]} is too old (>= 1.24)")
         path = _VERSION.sub("", path)
-        forward = lambda: self.upstream.request(method, raw_path, None, headers)  # noqa: E731
+        forward = lambda: self.upstream.request(method, raw_path, None, headers)
         if method == "POST" and path == "/containers/create":
             return self.create(raw_path, body)
         if body:

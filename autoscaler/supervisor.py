@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from autoscaler.backends.base import BackendError
 
@@ -54,7 +54,7 @@ class Supervisor:
         while not should_stop():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - one bad tick must not end supervision
+            except Exception:  # one bad tick must not end supervision
                 log.exception("supervise tick failed")
             sleep(interval_s)
 

@@ -19,7 +19,6 @@ asserted (``targets`` / ``meets``): they depend on the CPU.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import time
 
 from benchmarks import harness as h

@@ -48,7 +48,7 @@ MODEL = "minilm"
 def gateway_process(st: h.Stack, token: str):
     port = procs.free_port()
     env = {**os.environ, **st.env, "ELASTIQ_GATEWAY_TOKENS": token}
-    log = open(st.home / "gateway.log", "ab")      # noqa: SIM115 - closed below
+    log = open(st.home / "gateway.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "elastiq.cli", "gateway", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -22,10 +22,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from elastiq import procs
 from elastiq.redisconn import redis_client
@@ -251,7 +251,7 @@ def run_jobs(client, model: str, items: Sequence[Sequence[str]], *, progress: bo
 HEARTBEAT_WAIT_S = 1.5
 
 
-def worker_cpu_s(stack: "Stack") -> tuple[float, float]:
+def worker_cpu_s(stack: Stack) -> tuple[float, float]:
     """The workers' CPU so far, and the part their batchers spent tokenising and in forward
     passes -- both from the same heartbeat of each worker, so they are consistent (a
     heartbeat is up to an interval old: this waits for a fresh one first)."""
@@ -262,7 +262,7 @@ def worker_cpu_s(stack: "Stack") -> tuple[float, float]:
     return total, model
 
 
-def plain_celery_jobs(stack: "Stack", model: str, items: Sequence[Sequence[str]], *, workers: int,
+def plain_celery_jobs(stack: Stack, model: str, items: Sequence[Sequence[str]], *, workers: int,
                       timeout: float = 600) -> dict:
     """The same jobs through plain Celery: ``workers`` prefork processes x 1, one forward
     pass per job, submitted with ``send_task`` and collected with ``join_native``."""
@@ -393,7 +393,7 @@ def engine_of(heartbeat: dict, model: str) -> str | None:
     return info.get("engine") if isinstance(info, dict) else info
 
 
-def pool_engine(st: "Stack", model: str) -> str | None:
+def pool_engine(st: Stack, model: str) -> str | None:
     """The engine the running workers report for ``model`` (their heartbeats)."""
     engines = {engine_of(hb, model) for hb in st.heartbeats().values()} - {None}
     return one_engine(engines)

@@ -13,10 +13,9 @@ with ``acks_late`` and prefetch 1 as Celery's docs advise for long tasks). Run w
 from __future__ import annotations
 
 import os
+import threading
 
 from celery import Celery
-
-import threading
 
 QUEUE = "bench.noop"
 EMBED_QUEUE = "bench.embed"

@@ -18,8 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import harness as h
-
 KEDA_HPA_DECISION_S = 30 + 15   # worst case: polling interval + HPA sync period
 TARGET_NEW_WORKER_S = 2.0       # issue #19: burst -> a new worker running jobs
 
@@ -90,7 +88,7 @@ def _report(model: str, jobs: int, interval_s: float, t0: float, rows: list[dict
     first_done = min((x.timings["finished_at"] for x in results if x.timings["worker"] in new), default=None)
     first_start = {w: min(x.timings["started_at"] for x in results if x.timings["worker"] == w) for w in new}
     peak = max((x["current"] or 0 for x in rows), default=1)
-    rel = lambda t: None if t is None else round(t - t0, 3)  # noqa: E731
+    rel = lambda t: None if t is None else round(t - t0, 3)
     report = {
         "benchmark": "reaction", "model": model, "jobs": jobs, "interval_s": interval_s,
         "cpus": os.cpu_count(), "machine": machine(),

@@ -32,7 +32,7 @@ def main() -> int:
             hb = json.loads(raw)
             if (wid or hb.get("host") == host) and hb.get("ready"):
                 return 0
-    except Exception as exc:  # Redis away or bad data: unhealthy, with the reason
+    except Exception as exc:  # noqa: BLE001 - Redis away or bad data: unhealthy, with the reason
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     print("unhealthy: no ready heartbeat for this worker yet", file=sys.stderr)

@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 from elastiq import stack
-from elastiq.redisconn import redis_client
 from elastiq.procs import read_heartbeats
+from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
 DEMO_ENV = {  # a short stabilisation floor so the demo shows scale-in within a minute

@@ -65,7 +65,7 @@ class RedisProcess:
             args += ["--requirepass", self.password]
         return args
 
-    def start(self, timeout_s: float = 10.0) -> "RedisProcess":
+    def start(self, timeout_s: float = 10.0) -> RedisProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -87,9 +87,9 @@ class RedisProcess:
                 try:
                     client.ping()
                     return
-                except (redis.BusyLoadingError, redis.ConnectionError):
+                except (redis.BusyLoadingError, redis.ConnectionError) as exc:
                     if time.monotonic() > end:
-                        raise RuntimeError(f"redis-server on {self.port} still loading after {timeout_s:.0f}s")
+                        raise RuntimeError(f"redis-server on {self.port} still loading after {timeout_s:.0f}s") from exc
                     time.sleep(0.05)
         finally:
             client.close()

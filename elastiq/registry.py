@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from elastiq.errors import ConfigError, UnknownModelError
 
@@ -98,7 +98,7 @@ class Registry:
         self._models = dict(models)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Registry":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Registry:
         env = os.environ if env is None else env
         models = dict(DEFAULT_MODELS)
         path = env.get("ELASTIQ_MODELS")

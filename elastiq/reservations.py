@@ -32,10 +32,10 @@ Redis (not Redis Cluster), as kombu's Redis transport does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from elastiq import contract, messages
+from elastiq import contract
 
 log = logging.getLogger(__name__)
 

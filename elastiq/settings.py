@@ -7,9 +7,9 @@ object is built, never later inside a loop.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from elastiq.errors import ConfigError
@@ -74,7 +74,7 @@ class Settings:
                               "(> 0): one late beat must not make a live worker look dead")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         env = os.environ if env is None else env
         values: dict = {}
         for f in fields(cls):

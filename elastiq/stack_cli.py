@@ -9,9 +9,9 @@ import sys
 import time
 
 from elastiq import contract, stack
-from elastiq.redisconn import redis_client
 from elastiq.exits import recent_exits
 from elastiq.procs import read_heartbeats
+from elastiq.redisconn import redis_client
 from elastiq.registry import Registry
 from elastiq.settings import DEFAULT_REDIS_URL, Settings
 
@@ -101,7 +101,7 @@ def status(argv=None) -> int:
     r = redis_client(Settings.from_env(redis_url=redis_url()))
     try:
         s = collect_status(r, Registry.from_env(), time.time())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to read is reported, typed below
         from elastiq.errors import BrokerUnavailableError
 
         raise BrokerUnavailableError(f"cannot read status from Redis: {exc}") from None

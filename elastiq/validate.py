@@ -10,7 +10,10 @@ import json
 import math
 
 from elastiq.errors import (
-    BadParamsError, EmptyInputError, InputTooLargeError, InputTypeError,
+    BadParamsError,
+    EmptyInputError,
+    InputTooLargeError,
+    InputTypeError,
 )
 from elastiq.registry import Registry
 from elastiq.settings import Limits

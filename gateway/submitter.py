@@ -95,6 +95,6 @@ class Submitter:
             for client in self._clients:
                 try:
                     client.close()
-                except Exception:  # noqa: BLE001, S110 - closing at shutdown, best effort
+                except Exception:  # noqa: BLE001 - closing at shutdown, best effort
                     pass
             self._clients.clear()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from elastiq import contract, messages
-from elastiq.redisconn import redis_client, safe_url
 from elastiq.errors import BrokerUnavailableError, InputTypeError, JobTimeoutError
+from elastiq.redisconn import redis_client, safe_url
 from elastiq.registry import Registry
 from elastiq.settings import Settings
 from elastiq.validate import validate_job
@@ -151,7 +151,7 @@ class Client:
         self._collector.close()
         self._redis.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

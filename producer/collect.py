@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from elastiq import contract
 from elastiq.errors import JobTimeoutError
@@ -72,7 +72,7 @@ class ResultCollector:
                 try:
                     for i in range(0, len(keys), CHUNK):
                         self._pubsub.unsubscribe(*keys[i:i + CHUNK])
-                except Exception:
+                except Exception:  # noqa: BLE001 - a broken subscription is rebuilt
                     self._drop_pubsub()
 
     # -- internals
@@ -86,7 +86,7 @@ class ResultCollector:
         if self._pubsub is not None:
             try:
                 self._pubsub.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - closing, best effort
                 pass
             self._pubsub = None
 

@@ -22,9 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elastiq import procs  # noqa: E402
-from elastiq.redisconn import redis_client  # noqa: E402
-from elastiq.settings import Settings  # noqa: E402
+from elastiq import procs  # noqa: E402 - after the sys.path line above
+from elastiq.redisconn import redis_client  # noqa: E402 - same
+from elastiq.settings import Settings  # noqa: E402 - same
 
 # One onnx engine cache for every test (and across runs): the first worker that needs a
 # graph exports it (~30 s), every later worker, in any test or ELASTIQ_HOME, reuses it.
@@ -135,7 +135,7 @@ def build_tiny_classifier(path: Path, labels=("negative", "positive", "neutral")
     config = transformers.BertConfig(
         vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=128, num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     import torch
 
     torch.manual_seed(0)
@@ -248,7 +248,7 @@ def _engine():
         client = docker.from_env(timeout=120)
         client.ping()
         return client
-    except Exception as exc:     # no SDK, no socket, engine down
+    except Exception as exc:     # noqa: BLE001 - no SDK, no socket, engine down
         return exc
 
 
@@ -279,5 +279,5 @@ def _has_image(client, name: str) -> bool:
     try:
         client.images.get(name)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure: no image
         return False

@@ -125,7 +125,7 @@ class Committer(threading.Thread):
             state = contract.DEAD            # a hung or too slow input is not retried
             try:
                 dead_letter(self.redis, job.job_id, job.model, str(exc), job.headers)
-            except Exception:  # noqa: BLE001 - the typed error still reaches the client
+            except Exception:  # the typed error still reaches the client
                 log.exception("could not dead-letter %s", job.job_id)
         elif not isinstance(exc, (ElastiqError, JobExpiredError)):
             log.error("job %s failed: %s: %s", job.job_id, type(exc).__name__, exc)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from elastiq import contract
 from workers import jobs
@@ -114,12 +113,12 @@ class Control(threading.Thread):
                 while not self._halt.is_set():
                     try:
                         conn.drain_events(timeout=1.0)
-                    except socket.timeout:
+                    except TimeoutError:
                         continue
             finally:
                 try:
                     consumer.cancel()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - closing, best effort
                     pass
 
     def _on_message(self, node):
@@ -128,7 +127,7 @@ class Control(threading.Thread):
                 node.handle_message(body, message)
             except KeyError as exc:
                 log.info("no such control command: %s", exc)
-            except Exception:  # noqa: BLE001 - one bad command must not stop the channel
+            except Exception:  # one bad command must not stop the channel
                 log.exception("control command failed")
         return on_message
 

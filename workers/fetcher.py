@@ -113,6 +113,6 @@ class Fetcher(threading.Thread):
         if self._pubsub is not None:
             try:
                 self._pubsub.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing a broken connection, best effort
                 pass
             self._pubsub = None

@@ -45,7 +45,7 @@ class Heartbeat(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 self.beat()
-            except Exception as exc:  # Redis away: keep trying, the TTL tells the truth
+            except Exception as exc:  # noqa: BLE001 - Redis away: keep trying, the TTL tells the truth
                 log.warning("heartbeat failed: %s", exc)
             self._stop_event.wait(self.interval_s)
 
@@ -53,5 +53,5 @@ class Heartbeat(threading.Thread):
         self._stop_event.set()
         try:
             self.redis.delete(contract.heartbeat_key(self.state.worker_id))
-        except Exception:
+        except Exception:  # noqa: BLE001 - exiting: the TTL removes it anyway
             pass

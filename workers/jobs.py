@@ -37,7 +37,11 @@ from dataclasses import dataclass, field
 
 from elastiq import contract, messages
 from elastiq.errors import (
-    DeadLetteredError, ElastiqError, InputTooLargeError, InputTypeError, JobFailedError,
+    DeadLetteredError,
+    ElastiqError,
+    InputTooLargeError,
+    InputTypeError,
+    JobFailedError,
 )
 from elastiq.registry import Registry
 from elastiq.reservations import Held, Outcome
@@ -137,7 +141,7 @@ def refuse(ctx: Context, held: Held, queue: str, reason: str, job_id: str | None
     try:
         dead_letter(ctx.redis, job_id, contract.model_of(queue), reason, headers,
                     body=held.raw, task=task, queue=queue)          # a bounded preview
-    except Exception:  # noqa: BLE001 - the item must still leave the held set
+    except Exception:  # the item must still leave the held set
         log.exception("could not dead-letter a refused item")
     meta = results.failure(job_id, error(reason)) if job_id else None
     return Outcome(held.field, job_id, meta, contract.DEAD, queue)

@@ -9,7 +9,7 @@ Celery client, Flower, and :class:`producer.Client` read what a worker writes he
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from elastiq.errors import ElastiqError, JobFailedError
 
@@ -34,5 +34,5 @@ def revoked(job_id: str, reason: str) -> str:
 
 def _meta(job_id: str, status: str, result: object) -> str:
     return json.dumps({"status": status, "result": result, "traceback": None, "children": [],
-                       "date_done": datetime.now(timezone.utc).isoformat(), "task_id": job_id},
+                       "date_done": datetime.now(UTC).isoformat(), "task_id": job_id},
                       separators=(",", ":"))

@@ -3,8 +3,8 @@
 The model itself runs in an engine (:mod:`workers.engines`: onnx by default, torch as the
 reference and fallback); a runtime adds what its kind means. A runtime has two steps, so
 the micro-batcher can sort by length and count padding before it pads: ``encode(texts)
--> token id lists`` and ``forward(id_lists) -> outputs`` (one raw output per text). ``postprocess(outputs, params)`` turns raw outputs into the
-JSON a job returns.
+-> token id lists`` and ``forward(id_lists) -> outputs`` (one raw output per text).
+``postprocess(outputs, params)`` turns raw outputs into the JSON a job returns.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from elastiq.errors import JobFailedError
 from elastiq.registry import ModelSpec

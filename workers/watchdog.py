@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from elastiq.errors import JobTimeoutError
 from workers.state import EXIT_HARD_TIME_LIMIT, EXIT_RECYCLE, WorkerState, rss_mb
@@ -97,7 +97,7 @@ class Watchdog(threading.Thread):
         while not self._halt.wait(self.interval_s):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the watchdog must not die
+            except Exception:  # the watchdog must not die
                 log.exception("watchdog check failed")
 
     def stop(self) -> None:

@@ -29,11 +29,18 @@ import logging
 import os
 import time
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
 
 from autoscaler.backends.base import BackendError, Replica
-from autoscaler.backends.docker import (GROUP_LABEL, LIVE_STATES, _created_at, _number, _short,
-                                        docker_client, stop_and_remove)
+from autoscaler.backends.docker import (
+    GROUP_LABEL,
+    LIVE_STATES,
+    _created_at,
+    _number,
+    _short,
+    docker_client,
+    stop_and_remove,
+)
 from elastiq.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -90,7 +97,7 @@ class ComposeBackend:
         self._client = client
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ComposeBackend":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ComposeBackend:
         env = os.environ if env is None else env
         return cls(env.get("ELASTIQ_DOCKER_PROJECT") or env.get("COMPOSE_PROJECT_NAME", ""),
                    env.get("ELASTIQ_DOCKER_SERVICE", "worker"),
@@ -121,7 +128,7 @@ class ComposeBackend:
             raise BackendError(f"service {self.service!r} does not serve model {group!r}")
         for info in containers:      # a stopped one (kept as the template) comes back first
             if info["State"]["Status"] not in LIVE_STATES and group_of(info) == group:
-                self._call("start", lambda: self.client.api.start(info["Id"]))
+                self._call("start", lambda cid=info["Id"]: self.client.api.start(cid))
                 return Replica(worker_id_of(info), group, info["Id"], time.time(), "running")
         template = next(i for i in containers if group_of(i) == group)
         number = 1 + max(int(((i.get("Config") or {}).get("Labels") or {}).get(NUMBER, 0) or 0) for i in containers)

@@ -40,8 +40,8 @@ import os
 import shlex
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Mapping
 
 from autoscaler.backends.base import BackendError, Replica
 from elastiq.errors import ConfigError
@@ -154,7 +154,7 @@ class DockerBackend:
         self._client = client
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "DockerBackend":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DockerBackend:
         env = os.environ if env is None else env
         return cls(
             env.get("ELASTIQ_DOCKER_IMAGE", "elastiq:latest"),
@@ -301,5 +301,5 @@ class DockerBackend:
     def _remove(self, container) -> None:
         try:
             container.remove(v=True, force=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
             log.warning("cannot remove exited container %s: %s", container.name, _short(exc))

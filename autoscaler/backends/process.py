@@ -19,8 +19,8 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from autoscaler.backends.base import BackendError, Replica
 from elastiq import procs
@@ -51,7 +51,7 @@ class ProcessBackend:
         self._backoff: dict[str, tuple[float, float]] = {}   # group -> (until, last length)
 
     @classmethod
-    def from_env(cls, env=None, **kw) -> "ProcessBackend":
+    def from_env(cls, env=None, **kw) -> ProcessBackend:
         env = os.environ if env is None else env
         return cls(Path(env.get("ELASTIQ_HOME", ".elastiq")),
                    slots=int(env["ELASTIQ_WORKER_SLOTS"]) if env.get("ELASTIQ_WORKER_SLOTS") else None,

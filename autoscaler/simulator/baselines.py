@@ -54,11 +54,11 @@ class KedaHpaPolicy:
         return math.gcd(int(self.polling_interval_s), int(self.hpa_sync_s)) or self.hpa_sync_s
 
     @classmethod
-    def for_params(cls, params: SimParams, **kw) -> "KedaHpaPolicy":
+    def for_params(cls, params: SimParams, **kw) -> KedaHpaPolicy:
         return cls(min_workers=params.min_workers, max_workers=params.max_workers, **kw)
 
     @classmethod
-    def tuned(cls, params: SimParams, **kw) -> "KedaHpaPolicy":
+    def tuned(cls, params: SimParams, **kw) -> KedaHpaPolicy:
         """KEDA as a competent operator would set it for this pool (issue #19).
 
         ``listLength`` = one worker's slots (the backlog one worker holds), KEDA polling
@@ -130,7 +130,7 @@ class CeleryAutoscalePolicy:
     _last_scale_up: float | None = None
 
     @classmethod
-    def for_params(cls, params: SimParams, **kw) -> "CeleryAutoscalePolicy":
+    def for_params(cls, params: SimParams, **kw) -> CeleryAutoscalePolicy:
         return cls(min_workers=params.min_workers, max_workers=params.max_workers,
                    slots_per_worker=params.slots_per_worker, **kw)
 
@@ -186,7 +186,7 @@ class RayServePolicy:
     _sum: float = 0.0
 
     @classmethod
-    def for_params(cls, params: SimParams, target: float | None = None, **kw) -> "RayServePolicy":
+    def for_params(cls, params: SimParams, target: float | None = None, **kw) -> RayServePolicy:
         return cls(min_workers=params.min_workers, max_workers=params.max_workers,
                    target_ongoing_requests=target or 0.4 * params.slots_per_worker, **kw)
 

@@ -73,7 +73,7 @@ def collect(sent: list, t0: float, timeout_s: float) -> list[dict]:
             timings = job.result(timeout=timeout_s).timings
             row.update(wait_s=round((timings.get("queue_wait_ms") or 0.0) / 1000, 4), worker=timings.get("worker"),
                        started_s=round(timings["started_at"] - t0, 4), finished_s=round(timings["finished_at"] - t0, 4))
-        except Exception as exc:   # a failed job is recorded, not hidden
+        except Exception as exc:   # noqa: BLE001 - a failed job is recorded, not hidden
             row["error"] = f"{type(exc).__name__}: {exc}"[:200]
         rows.append(row)
     return rows

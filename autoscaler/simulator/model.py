@@ -63,7 +63,7 @@ class SimParams:
         return self.host_cpus is not None and self.host_jobs_per_s is not None
 
     @classmethod
-    def for_machine(cls, cal, **overrides) -> "SimParams":
+    def for_machine(cls, cal, **overrides) -> SimParams:
         """Parameters of the machine a :class:`~autoscaler.simulator.machine.Calibration` measured."""
         values = dict(throughput_per_worker=cal.worker_jobs_per_s, host_cpus=cal.cpus,
                       host_jobs_per_s=cal.host_jobs_per_s, single_job_s=cal.single_job_s,

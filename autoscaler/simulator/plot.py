@@ -8,7 +8,6 @@ from pathlib import Path
 from autoscaler.simulator.model import SimResult
 from autoscaler.simulator.report import summarise
 
-
 SMOOTH_S = 5.0
 
 

@@ -53,7 +53,7 @@ class ElastiqPolicy:
     reasons: list[tuple[float, int, str]] = field(default_factory=list)
 
     @classmethod
-    def for_params(cls, params: SimParams, config: PolicyConfig | None = None) -> "ElastiqPolicy":
+    def for_params(cls, params: SimParams, config: PolicyConfig | None = None) -> ElastiqPolicy:
         base = config or PolicyConfig()
         cfg = replace(base, min_workers=params.min_workers, max_workers=params.max_workers,
                       slo_wait_s=params.slo_wait_s, memory_reserve_mb=params.memory_reserve_mb)

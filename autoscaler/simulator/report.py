@@ -73,7 +73,7 @@ def table(summaries: list[Summary]) -> str:
     head = [h for _, h, _ in COLUMNS]
     rows = [[fmt.format(getattr(s, k)) for k, _, fmt in COLUMNS] for s in summaries]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 

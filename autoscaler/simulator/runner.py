@@ -37,6 +37,7 @@ def make_policy(name: str, params: SimParams, config: PolicyConfig | None = None
     raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES + EXTRA)}")
 
 
-def run_trace(trace: Trace, policies=POLICIES, params: SimParams = SimParams(),
+def run_trace(trace: Trace, policies=POLICIES, params: SimParams | None = None,
               config: PolicyConfig | None = None, ray_target: float | None = None) -> list[SimResult]:
+    params = params or SimParams()
     return [simulate(trace, make_policy(name, params, config, ray_target), params) for name in policies]

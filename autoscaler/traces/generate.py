@@ -33,8 +33,8 @@ generated here): it joins the held-out set when the file exists.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

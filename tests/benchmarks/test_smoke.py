@@ -194,5 +194,5 @@ def test_engine(tmp_path):
     for rows in r["throughput"].values():
         assert set(rows) == {"1", "8", "32"} and all(x["texts_per_s"] > 0 and x["rss_mb"] > 0 for x in rows.values())
     assert r["throughput"]["torch-fp32"]["32"]["speedup"] == 1.0
-    for name, s in r["spawn"].items():
+    for s in r["spawn"].values():
         assert 0 < s["ready_s"] <= s["first_result_s"] and s["worker_rss_mb"] > 50

@@ -44,5 +44,5 @@ def remove_labelled(client, label: str) -> None:
     for c in client.containers.list(all=True, filters={"label": label}):
         try:
             c.remove(force=True, v=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - teardown, best effort
             pass

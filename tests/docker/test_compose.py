@@ -108,5 +108,5 @@ def test_compose_end_to_end(docker_client, image, uid, tmp_path):
 def _try(fn):
     try:
         return fn()
-    except Exception:
+    except Exception:  # noqa: BLE001 - polled again until the deadline
         return None

@@ -44,7 +44,7 @@ def test_scale_up_serve_scale_down_and_leave_bystanders(docker_client, image, re
         assert info["Config"]["User"] == "elastiq"
 
         for r in replicas:   # each heartbeats under the id the backend gave it
-            wait_for(lambda: (heartbeat(redis, r.worker_id) or {}).get("ready"), 240, f"{r.worker_id} ready")
+            wait_for(lambda r=r: (heartbeat(redis, r.worker_id) or {}).get("ready"), 240, f"{r.worker_id} ready")
 
         jobs = client.submit_many("minilm", [[f"sentence number {i} about containers"] for i in range(40)])
         results = [j.result(timeout=120) for j in jobs]

@@ -121,7 +121,7 @@ class ResultTap(threading.Thread):
                 time.sleep(0.2)
                 try:
                     self.pubsub.psubscribe("celery-task-meta-*")
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - Redis still down: the loop tries again
                     pass
                 continue
             if not msg or msg.get("type") != "pmessage":
@@ -137,7 +137,7 @@ class ResultTap(threading.Thread):
         self.join(5)
         try:
             self.pubsub.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing, best effort
             pass
 
     def duplicated(self, ids) -> list[str]:
@@ -153,7 +153,7 @@ def tap(redis):
     t.stop()
 
 
-def tally(tap: "ResultTap", redis, ids, queue: str | None = None) -> dict:
+def tally(tap: ResultTap, redis, ids, queue: str | None = None) -> dict:
     """Job counts from observers outside the code under test.
 
     ``delivered``: jobs whose result (success or a typed failure) was published (the tap)

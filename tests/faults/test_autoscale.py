@@ -21,7 +21,7 @@ from autoscaler.policy import PolicyConfig
 from elastiq import procs
 from elastiq.errors import ElastiqError, JobTimeoutError
 from tests.conftest import ROOT
-from tests.faults.conftest import executions, tally, held, wait_for
+from tests.faults.conftest import executions, held, tally, wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 
 from elastiq import contract
 from elastiq.errors import (
-    BY_NAME, DeadLetteredError, ElastiqError, InputTooLargeError, InputTypeError, ValidationError,
+    BY_NAME,
+    DeadLetteredError,
+    ElastiqError,
+    InputTooLargeError,
+    InputTypeError,
+    ValidationError,
 )
 from tests.faults.conftest import tally, wait_for
 from tests.faults.rawmsg import EMBED, envelope, headers_for, task_message

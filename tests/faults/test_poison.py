@@ -49,7 +49,6 @@ def test_crashing_input_is_dead_lettered_after_max_deliveries(prod_env, workers,
     workers.start("debug", n=2, slots=4)
     sup = Supervisor(workers, "debug", slots=4)
     sup.start()
-    t0 = time.time()
     try:
         mates = client.submit_many("debug", [[f"mate {i}"] for i in range(12)], sleep_ms=300)
         poison = client.submit("debug", ["!crash now"])

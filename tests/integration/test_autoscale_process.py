@@ -15,7 +15,6 @@ from autoscaler.backends.process import ProcessBackend
 from autoscaler.controller import Controller
 from autoscaler.policy import PolicyConfig
 from elastiq import contract
-
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ from celery.events.state import State
 
 from elastiq import contract
 from elastiq.celeryconf import make_celery
+from elastiq.errors import JobFailedError
 from elastiq.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -93,7 +94,7 @@ def test_task_events_for_flower_and_no_job_left_started_on_a_dead_worker(models_
     ok = client.submit("debug", ["fine"])
     bad = client.submit("debug", ["x"], fail="no")
     assert ok.result(timeout=10).outputs == [4]
-    with pytest.raises(Exception):
+    with pytest.raises(JobFailedError):
         bad.result(timeout=10)
     wait_for(lambda: tap.state.tasks.get(ok.id) and tap.state.tasks[ok.id].state == "SUCCESS", 10, "task-succeeded")
     wait_for(lambda: tap.state.tasks.get(bad.id) and tap.state.tasks[bad.id].state == "FAILURE", 10, "task-failed")

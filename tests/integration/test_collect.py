@@ -49,7 +49,7 @@ def test_threads_sharing_one_client(models_env, workers, client):
         try:
             outs[k] = [r.outputs[0] for r in client.map("debug", [["z" * (k + j + 1)] for j in range(40)],
                                                          progress=False)]
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]

@@ -15,8 +15,13 @@ import pytest
 
 from elastiq import contract
 from elastiq.errors import (
-    BadParamsError, ElastiqError, EmptyInputError, InputTooLargeError, InputTypeError,
-    JobFailedError, UnknownModelError,
+    BadParamsError,
+    ElastiqError,
+    EmptyInputError,
+    InputTooLargeError,
+    InputTypeError,
+    JobFailedError,
+    UnknownModelError,
 )
 
 pytestmark = pytest.mark.integration

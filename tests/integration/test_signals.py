@@ -68,7 +68,7 @@ def test_arrival_rate_and_service_time_are_smoothed_from_counters(redis):
     redis.set(contract.heartbeat_key("w"), json.dumps(beat))              # a live worker ...
     redis.sadd(contract.HOLDERS_KEY, "w")                                 # ... holding 10 jobs
     redis.hset(contract.held_key("w"), mapping={f"{Q}\n{i}": "{}" for i in range(10)})
-    for i in range(5):
+    for _ in range(5):
         redis.lpush(Q, json.dumps({"headers": {contract.HEADER_SUBMITTED_AT: 105.0}}))
     snap = s.snapshot(Q, ["w"], 110.0, beats={"w": beat})
     q = snap.queue

@@ -11,7 +11,6 @@ import urllib.request
 import pytest
 
 from elastiq import procs
-
 from tests.conftest import ROOT, require
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from elastiq import procs
-from tests.integration.test_stack import elastiq, listening_addresses, stack_env  # noqa: F401
+from tests.integration.test_stack import elastiq, listening_addresses, stack_env  # noqa: F401 - pytest fixtures, used by name
 
 pytestmark = pytest.mark.integration
 
 
-def test_up_with_gateway(stack_env, models_file):  # noqa: F811
+def test_up_with_gateway(stack_env, models_file):  # noqa: F811 - the fixture imported above
     env = {**stack_env, "ELASTIQ_MODELS": str(models_file)}
     up = elastiq("up", "--workers", "1", "--models", "debug", "--no-flower", "--gateway",
                  "--redis-port", str(procs.free_port()), "--json", env=env)

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from elastiq.registry import ModelSpec
 

@@ -25,7 +25,8 @@ def q(**kw) -> QueueSnapshot:
 
 
 def once(queue: QueueSnapshot, host: HostSnapshot = ROOMY, cfg: PolicyConfig = CFG,
-         state: PolicyState = PolicyState(), now: float = 1000.0) -> Decision:
+         state: PolicyState | None = None, now: float = 1000.0) -> Decision:
+    state = state or PolicyState()
     return decide(Snapshot(now, queue, host), state, cfg, now)
 
 
