@@ -27,7 +27,7 @@ from collections.abc import Callable
 from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
 from elastiq import contract, reservations
-from elastiq.procs import read_heartbeats
+from elastiq.heartbeats import read_heartbeats
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import harness as h
 from benchmarks.provenance import git_commit
-from elastiq import procs
+from elastiq.local import procs
 
 TARGET_RATIO = 0.8
 TARGET_ADDED_P50_MS = 2.0

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from elastiq import procs
+from elastiq.heartbeats import read_heartbeats
+from elastiq.local import procs
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -145,7 +146,7 @@ class Stack:
     def heartbeats(self) -> dict[str, dict]:
         r = self.redis_client()
         try:
-            return procs.read_heartbeats(r)
+            return read_heartbeats(r)
         finally:
             r.close()
 

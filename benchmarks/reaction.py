@@ -26,7 +26,8 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
     from autoscaler.backends.process import ProcessBackend
     from autoscaler.controller import Controller
     from autoscaler.policy import PolicyConfig
-    from elastiq import procs
+    from elastiq.heartbeats import read_heartbeats
+    from elastiq.local import procs
     from elastiq.redisconn import redis_client
     from elastiq.settings import Settings
     from producer import Client
@@ -64,7 +65,7 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
             stop.set()
             loop.join(10)
             return _report(model, jobs, interval_s, t0, rows, results, first.worker_id,
-                           backend.list(model), procs.read_heartbeats(r))
+                           backend.list(model), read_heartbeats(r))
         finally:
             backend.stop_all()
             r.close()

@@ -12,11 +12,11 @@ import sys
 from elastiq.errors import ElastiqError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up":        ("elastiq.stack_cli:up", "start the local stack (redis, workers, flower) in the background"),
-    "down":      ("elastiq.stack_cli:down", "stop everything `elastiq up` started"),
-    "status":    ("elastiq.stack_cli:status", "queues, workers and dead letters [--json]"),
-    "submit":    ("elastiq.stack_cli:submit", "submit one job and print its result as JSON"),
-    "demo":      ("elastiq.demo:main", "the main demo: a burst of real embedding jobs, scaled"),
+    "up":        ("elastiq.local.stack_cli:up", "start the local stack (redis, workers, flower) in the background"),
+    "down":      ("elastiq.local.stack_cli:down", "stop everything `elastiq up` started"),
+    "status":    ("elastiq.local.stack_cli:status", "queues, workers and dead letters [--json]"),
+    "submit":    ("elastiq.local.stack_cli:submit", "submit one job and print its result as JSON"),
+    "demo":      ("elastiq.local.demo:main", "the main demo: a burst of real embedding jobs, scaled"),
     "worker":    ("workers.main:main", "run one worker process in the foreground"),
     "engine":    ("workers.engines.cli:main", "export / check / list the onnx engine's graphs [--json]"),
     "autoscale": ("autoscaler.cli:main", "run the autoscaler [--once] [--dry-run] [--json]"),

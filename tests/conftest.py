@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elastiq import procs  # noqa: E402 - after the sys.path line above
+from elastiq.local import procs  # noqa: E402 - after the sys.path line above
 from elastiq.redisconn import redis_client  # noqa: E402 - same
 from elastiq.settings import Settings  # noqa: E402 - same
 

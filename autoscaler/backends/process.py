@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autoscaler.backends.base import BackendError, Replica
-from elastiq import procs
+from elastiq.local import procs
 
 PLANNED_EXITS = (0, 75)      # warm stop; recycled for memory (workers/state.py EXIT_RECYCLE)
 

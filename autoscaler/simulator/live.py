@@ -98,8 +98,8 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
     from autoscaler.policy import PolicyConfig
     from autoscaler.simulator.report import provenance
     from autoscaler.timeline import read_timeline
-    from elastiq import stack
-    from elastiq.procs import free_port, read_heartbeats
+    from elastiq.local import stack
+    from elastiq.local.procs import free_port, read_heartbeats
     from producer import Client
 
     config = PolicyConfig.from_env()

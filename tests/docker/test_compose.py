@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from elastiq import procs
+from elastiq.local import procs
 from tests.docker.conftest import IMAGE, ROOT, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]

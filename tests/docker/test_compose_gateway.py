@@ -11,7 +11,7 @@ import subprocess
 import httpx
 import pytest
 
-from elastiq import procs
+from elastiq.local import procs
 from tests.docker.conftest import IMAGE, ROOT, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

@@ -14,7 +14,7 @@ from autoscaler.backends.base import BackendError, Replica
 from autoscaler.backends.docker import POOL_LABEL, DockerBackend, pool_network
 from autoscaler.drain import request_drain
 from autoscaler.socketproxy import Policy, serve
-from elastiq import procs
+from elastiq.local import procs
 from tests.docker.conftest import BASE, heartbeat, remove_labelled, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(480)]

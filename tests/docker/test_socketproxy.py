@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.socketproxy import Policy, serve
-from elastiq import procs
+from elastiq.local import procs
 from tests.docker.conftest import BASE
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

@@ -18,8 +18,8 @@ import pytest
 from autoscaler.backends.process import ProcessBackend
 from autoscaler.controller import Controller
 from autoscaler.policy import PolicyConfig
-from elastiq import procs
 from elastiq.errors import ElastiqError, JobTimeoutError
+from elastiq.local import procs
 from tests.conftest import ROOT
 from tests.faults.conftest import executions, held, tally, wait_for
 

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from elastiq import procs
+from elastiq.local import procs
 from tests.conftest import require
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]

@@ -15,10 +15,11 @@ import time
 import pytest
 
 from autoscaler.signals import Signals
-from elastiq import contract, procs
+from elastiq import contract
 from elastiq.errors import ElastiqError
+from elastiq.local import procs
+from elastiq.local.stack_cli import collect_status
 from elastiq.registry import Registry
-from elastiq.stack_cli import collect_status
 from tests.faults.conftest import Supervisor, executions, held, reaped, records, tally, wait_for
 
 pytestmark = pytest.mark.faults

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from elastiq import contract, procs
+from elastiq import contract
+from elastiq.local import procs
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 from tests.conftest import WorkerPool

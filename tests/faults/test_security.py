@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from elastiq import procs
 from elastiq.errors import BrokerUnavailableError
+from elastiq.local import procs
 from tests.conftest import ROOT, WorkerPool, require
 from tests.faults.conftest import ResultTap, exit_code, tally
 
@@ -108,7 +108,7 @@ def flower_sees_worker(url, ca, wid, tmp_path) -> bool:
 
     port = procs.free_port()
     env = {**os.environ, "ELASTIQ_REDIS_URL": url, "ELASTIQ_REDIS_CA": str(ca), "PYTHONPATH": str(ROOT)}
-    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "elastiq.flower_app", "flower",
+    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "elastiq.local.flower_app", "flower",
                                "--address=127.0.0.1", f"--port={port}", f"--basic_auth=ops:{PASSWORD}"],
                               env=env, cwd=ROOT,
                               stdout=open(tmp_path / "flower.log", "w"), stderr=subprocess.STDOUT,

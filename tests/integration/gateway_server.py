@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from elastiq import procs
+from elastiq.local import procs
 from tests.conftest import ROOT
 
 TOKEN = "test-token-" + "a1b2c3d4" * 4

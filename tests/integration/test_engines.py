@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elastiq import procs
+from elastiq.local import procs
 from elastiq.registry import DEFAULT_MODELS, ModelSpec
 from workers import runtime as rt
 from workers.engines import cache, store, texts

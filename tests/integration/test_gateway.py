@@ -158,7 +158,7 @@ def test_concurrent_requests_are_coalesced_into_few_publishes(gateway, workers):
 @pytest.mark.slow
 def test_results_arrive_again_after_a_redis_restart(models_env, tmp_path):
     """The one pub/sub connection reconnects and re-subscribes; meanwhile: 503, never a crash."""
-    from elastiq import procs
+    from elastiq.local import procs
     from tests.conftest import WorkerPool
 
     server = procs.RedisProcess(procs.free_port(), tmp_path / "redis").start()

@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from elastiq import contract, procs
+from elastiq import contract
+from elastiq.local import procs
 from tests.conftest import ROOT
 from tests.integration.gateway_server import TOKEN, GatewayProcess, queued_jobs
 

@@ -184,7 +184,7 @@ def test_a_worker_started_before_redis_waits_for_it_then_serves(models_env, tmp_
     waits ends it cleanly."""
     import signal
 
-    from elastiq import procs
+    from elastiq.local import procs
     from producer import Client
     from tests.conftest import WorkerPool
 

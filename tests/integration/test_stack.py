@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from elastiq import procs
+from elastiq.local import procs
 from tests.conftest import ROOT, require
 
 pytestmark = pytest.mark.integration

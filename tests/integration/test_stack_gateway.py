@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from elastiq import procs
+from elastiq.local import procs
 from tests.integration.test_stack import elastiq, listening_addresses, stack_env  # noqa: F401 - pytest fixtures, used by name
 
 pytestmark = pytest.mark.integration

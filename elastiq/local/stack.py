@@ -17,8 +17,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from elastiq import contract, procs
+from elastiq import contract
 from elastiq.errors import ConfigError
+from elastiq.heartbeats import read_heartbeats
+from elastiq.local import procs
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -109,7 +111,7 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
     cli = [sys.executable, "-m", "elastiq.cli"]
     if flower:
         state.flower_port = flower_port or procs.free_port()
-        state.flower_pid = _spawn([sys.executable, "-m", "celery", "-A", "elastiq.flower_app", "flower",
+        state.flower_pid = _spawn([sys.executable, "-m", "celery", "-A", "elastiq.local.flower_app", "flower",
                                    "--address=127.0.0.1", f"--port={state.flower_port}"],
                                   home / "logs" / "flower.log", env)
     if gateway:
@@ -145,7 +147,7 @@ def wait_ready_count(redis, models: list[str], n: int, timeout_s: float, parent:
     """Block until ``n`` workers per model heartbeat ``ready`` (or their parent has died)."""
     end = time.monotonic() + timeout_s
     while True:
-        beats = procs.read_heartbeats(redis)
+        beats = read_heartbeats(redis)
         have = {m: sum(1 for b in beats.values() if b.get("ready") and contract.queue_for(m) in b.get("queues", []))
                 for m in models}
         if all(v >= n for v in have.values()):

@@ -8,9 +8,10 @@ import os
 import sys
 import time
 
-from elastiq import contract, stack
+from elastiq import contract
 from elastiq.exits import recent_exits
-from elastiq.procs import read_heartbeats
+from elastiq.heartbeats import read_heartbeats
+from elastiq.local import stack
 from elastiq.redisconn import redis_client
 from elastiq.registry import Registry
 from elastiq.settings import DEFAULT_REDIS_URL, Settings

@@ -6,7 +6,6 @@ tests, so there is one way to start each thing.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from elastiq import contract
 from elastiq.errors import ConfigError
+from elastiq.heartbeats import read_heartbeats
 
 
 def free_port() -> int:
@@ -132,22 +131,6 @@ def spawn_worker(models: str, worker_id: str, *, env: dict | None = None, log_pa
     finally:
         if log_path:
             out.close()
-
-
-def read_heartbeats(redis) -> dict[str, dict]:
-    """Every live worker's heartbeat, by worker id."""
-    keys = list(redis.scan_iter(match=contract.HEARTBEAT_PREFIX + "*", count=500))
-    if not keys:
-        return {}
-    beats = {}
-    for raw in redis.mget(keys):
-        if raw:
-            try:
-                hb = json.loads(raw)
-                beats[hb["worker_id"]] = hb
-            except (ValueError, KeyError, TypeError):
-                continue
-    return beats
 
 
 def wait_ready(redis, worker_ids, timeout_s: float = 120.0, procs=()) -> None:

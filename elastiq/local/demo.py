@@ -17,8 +17,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from elastiq import stack
-from elastiq.procs import read_heartbeats
+from elastiq.heartbeats import read_heartbeats
+from elastiq.local import stack
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
