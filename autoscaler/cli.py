@@ -57,27 +57,13 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=os.environ.get("ELASTIQ_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from autoscaler.controller import Controller
-    from autoscaler.policy import PolicyConfig
-
-    settings = Settings.from_env()
-    config = PolicyConfig.from_env()
-    redis = redis_client(settings)
-    backend = make_backend(args.backend, redis)
+def make_recorder(args):
+    """Where each decision row goes: the timeline file (if asked) and stdout as JSON (--json)."""
     writer = None
     if args.timeline:
         from autoscaler.timeline import TimelineWriter
 
         writer = TimelineWriter(args.timeline)
-    metrics = None
-    if args.metrics_port:
-        from autoscaler.metrics import Metrics
-
-        metrics = Metrics(args.metrics_port, args.metrics_addr)
 
     def record(row: dict) -> None:
         if writer:
@@ -86,17 +72,39 @@ def main(argv=None) -> int:
             keys = ("queue", "current", "desired", "reason", "waiting", "in_flight", "oldest_age_s")
             print(json.dumps(row if not args.once else {k: row.get(k) for k in keys}), flush=True)
 
-    groups = [m.strip() for m in args.models.split(",") if m.strip()]
-    reap = None
-    if not args.dry_run:
-        from elastiq.reservations import Reservations, reap_dead
+    return record, writer
 
-        store = Reservations(redis)
-        grace = settings.heartbeat_ttl_s + settings.heartbeat_interval_s
-        reap = lambda: reap_dead(store, redis, grace_s=grace)
-    controller = Controller(redis=redis, backend=backend, groups=groups, config=config,
+
+def make_reaper(args, settings: Settings, redis):
+    """The reaper pass the controller runs each tick: a dead worker's held jobs back to its queue."""
+    if args.dry_run:
+        return None
+    from elastiq.reservations import Reservations, reap_dead
+
+    store = Reservations(redis)
+    grace = settings.heartbeat_ttl_s + settings.heartbeat_interval_s
+    return lambda: reap_dead(store, redis, grace_s=grace)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ELASTIQ_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from autoscaler.controller import Controller
+    from autoscaler.policy import PolicyConfig
+
+    settings, config = Settings.from_env(), PolicyConfig.from_env()
+    redis = redis_client(settings)
+    record, writer = make_recorder(args)
+    metrics = None
+    if args.metrics_port:
+        from autoscaler.metrics import Metrics
+
+        metrics = Metrics(args.metrics_port, args.metrics_addr)
+    groups = [m.strip() for m in args.models.split(",") if m.strip()]
+    controller = Controller(redis=redis, backend=make_backend(args.backend, redis), groups=groups, config=config,
                             drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
-                            record=record, metrics=metrics, reap=reap)
+                            record=record, metrics=metrics, reap=make_reaper(args, settings, redis))
     if args.start_workers and not args.dry_run:
         controller.start_workers(args.start_workers)
     if args.once:

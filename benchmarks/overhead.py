@@ -99,6 +99,25 @@ def _paths(r, client, noop, text: str) -> dict:
             "elastiq": lambda: client.submit("debug", [text]).result(timeout=30)}
 
 
+def _summarise(report: dict, samples: dict) -> None:
+    """Per-path latency stats, ratios to plain Celery and raw Redis per round, and what the
+    micro-batcher adds to a lone job (target: <= 2 ms; Triton/TEI add 0)."""
+    for name, rounds_ in samples.items():
+        report[name] = {**_stats([x for rs in rounds_ for x in rs]),
+                        "p50_ms_per_round": [round(h.percentile(rs, 50), 3) for rs in rounds_]}
+    per_round = {name: [{"p50_ms": p, "p99_ms": round(h.percentile(rs, 99), 3)}
+                        for p, rs in zip(report[name]["p50_ms_per_round"], samples[name])] for name in samples}
+    for base, label in (("plain_celery", "celery"), ("raw_redis", "raw_redis")):
+        for q in ("p50", "p99"):
+            spread = h.ratio_spread(per_round["elastiq"], per_round[base], f"{q}_ms")
+            report[f"ratio_{q}_vs_{label}"] = spread["median"]
+            report[f"ratio_{q}_vs_{label}_spread"] = spread
+    added = [round(a - b, 3) for a, b in zip(report["elastiq"]["p50_ms_per_round"],
+                                             report["elastiq_no_batching"]["p50_ms_per_round"])]
+    report["batcher_added_p50_ms"] = h.spread(added)["median"]
+    report["batcher_added_p50_ms_spread"] = {**h.spread(added), "per_round": added}
+
+
 def run(*, smoke: bool = False, n: int = 1000, slots: int = 4, rounds: int = h.ROUNDS) -> dict:
     if smoke:
         n = 20
@@ -135,21 +154,7 @@ def run(*, smoke: bool = False, n: int = 1000, slots: int = 4, rounds: int = h.R
         r.lpush("bench:req", "stop")
         r.close()
         capp.close()
-    for name, rounds_ in samples.items():
-        report[name] = {**_stats([x for rs in rounds_ for x in rs]),
-                        "p50_ms_per_round": [round(h.percentile(rs, 50), 3) for rs in rounds_]}
-    per_round = {name: [{"p50_ms": p, "p99_ms": round(h.percentile(rs, 99), 3)}
-                        for p, rs in zip(report[name]["p50_ms_per_round"], samples[name])] for name in samples}
-    for base, label in (("plain_celery", "celery"), ("raw_redis", "raw_redis")):
-        for q in ("p50", "p99"):
-            spread = h.ratio_spread(per_round["elastiq"], per_round[base], f"{q}_ms")
-            report[f"ratio_{q}_vs_{label}"] = spread["median"]
-            report[f"ratio_{q}_vs_{label}_spread"] = spread
-    # what the micro-batcher adds to a lone job (target: <= 2 ms; Triton/TEI add 0)
-    added = [round(a - b, 3) for a, b in zip(report["elastiq"]["p50_ms_per_round"],
-                                             report["elastiq_no_batching"]["p50_ms_per_round"])]
-    report["batcher_added_p50_ms"] = h.spread(added)["median"]
-    report["batcher_added_p50_ms_spread"] = {**h.spread(added), "per_round": added}
+    _summarise(report, samples)
     report["meets_target"] = report["ratio_p50_vs_celery"] <= TARGET
     return report
 

@@ -37,10 +37,7 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
     with tempfile.TemporaryDirectory(prefix="elastiq-reaction-") as tmp:
         home = Path(tmp)
         redis = procs.RedisProcess(procs.free_port(), home / "redis").start()
-        env = {"ELASTIQ_REDIS_URL": redis.url, "ELASTIQ_WORKER_THREADS": "1"}
-        if model == "debug":
-            (home / "models.json").write_text('{"debug": {"kind": "debug"}}')
-            env["ELASTIQ_MODELS"] = str(home / "models.json")
+        env = _env(home, redis.url, model)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         backend = ProcessBackend(home, env=env, threads=1, stop_timeout_s=30)
@@ -75,6 +72,14 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+def _env(home: Path, redis_url: str, model: str) -> dict:
+    env = {"ELASTIQ_REDIS_URL": redis_url, "ELASTIQ_WORKER_THREADS": "1"}
+    if model == "debug":
+        (home / "models.json").write_text('{"debug": {"kind": "debug"}}')
+        env["ELASTIQ_MODELS"] = str(home / "models.json")
+    return env
 
 
 def _report(model: str, jobs: int, interval_s: float, t0: float, rows: list[dict], results: list,

@@ -21,69 +21,81 @@ from workers import jobs
 log = logging.getLogger(__name__)
 
 
-def handlers(state, events, stop: Callable[[], None], started: float) -> dict:
-    def ping(_s, **_):
+class Handlers:
+    """Celery's remote-control commands this worker answers, each a method ``(state, **args)``."""
+
+    def __init__(self, state, events, stop: Callable[[], None], started: float):
+        self.state, self.events, self.stop, self.started = state, events, stop, started
+
+    def table(self) -> dict:
+        return {"ping": self.ping, "stats": self.stats, "active_queues": self.active_queues,
+                "registered": self.registered, "active": self.active, "reserved": self.empty,
+                "scheduled": self.empty, "revoked": self.empty, "conf": self.conf,
+                "cancel_consumer": self.cancel_consumer, "add_consumer": self.add_consumer,
+                "enable_events": self.enable_events, "disable_events": self.disable_events,
+                "heartbeat": self.heartbeat, "shutdown": self.shutdown}
+
+    def ping(self, _s, **_):
         return {"ok": "pong"}
 
-    def stats(_s, **_):
-        return {"pid": os.getpid(), "uptime": int(time.time() - started), "prefetch_count": state.slots,
-                "pool": {"implementation": "elastiq", "max-concurrency": state.slots,
-                         "processes": [os.getpid()], "threads": state.threads},
-                "total": {contract.TASK_NAME: state.done + state.failed},
-                "broker": {"transport": "redis"}, "elastiq": state.snapshot()}
+    def stats(self, _s, **_):
+        st = self.state
+        return {"pid": os.getpid(), "uptime": int(time.time() - self.started), "prefetch_count": st.slots,
+                "pool": {"implementation": "elastiq", "max-concurrency": st.slots,
+                         "processes": [os.getpid()], "threads": st.threads},
+                "total": {contract.TASK_NAME: st.done + st.failed},
+                "broker": {"transport": "redis"}, "elastiq": st.snapshot()}
 
-    def active_queues(_s, **_):
+    def active_queues(self, _s, **_):
         return [{"name": q, "routing_key": q, "exchange": {"name": q, "type": "direct"},
                  "durable": True, "exclusive": False, "auto_delete": False, "no_ack": False}
-                for q in state.consuming()]
+                for q in self.state.consuming()]
 
-    def registered(_s, **_):
+    def registered(self, _s, **_):
         return sorted(jobs.RUNS)
 
-    def active(_s, **_):
-        with state.lock:
-            inflight = list(state.inflight.values())
+    def active(self, _s, **_):
+        with self.state.lock:
+            inflight = list(self.state.inflight.values())
         return [{"id": j.job_id, "name": contract.TASK_NAME, "args": [], "kwargs": {"model": j.model},
-                 "hostname": state.worker_id, "time_start": j.reserved_at, "acknowledged": False,
+                 "hostname": self.state.worker_id, "time_start": j.reserved_at, "acknowledged": False,
                  "delivery_info": {"routing_key": j.queue}, "worker_pid": os.getpid()} for j in inflight]
 
-    def empty(_s, **_):
+    def empty(self, _s, **_):
         return []
 
-    def conf(_s, **_):
-        return {"worker_prefetch_multiplier": 1, "slots": state.slots, "queues": state.queues}
+    def conf(self, _s, **_):
+        return {"worker_prefetch_multiplier": 1, "slots": self.state.slots, "queues": self.state.queues}
 
-    def cancel_consumer(_s, queue=None, **_):
-        state.cancelled.add(queue)
+    def cancel_consumer(self, _s, queue=None, **_):
+        self.state.cancelled.add(queue)
         return {"ok": f"no longer consuming from {queue!r}"}
 
-    def add_consumer(_s, queue=None, **_):
-        if queue not in state.queues:
-            return {"error": f"this worker does not serve {queue!r} (it serves {state.queues})"}
-        state.cancelled.discard(queue)
+    def add_consumer(self, _s, queue=None, **_):
+        if queue not in self.state.queues:
+            return {"error": f"this worker does not serve {queue!r} (it serves {self.state.queues})"}
+        self.state.cancelled.discard(queue)
         return {"ok": f"consuming from {queue!r}"}
 
-    def enable_events(_s, **_):
-        events.tasks = True
+    def enable_events(self, _s, **_):
+        self.events.tasks = True
         return {"ok": "task events enabled"}
 
-    def disable_events(_s, **_):
-        events.tasks = False
+    def disable_events(self, _s, **_):
+        self.events.tasks = False
         return {"ok": "task events disabled"}
 
-    def heartbeat(_s, **_):
-        events.worker("worker-heartbeat")
+    def heartbeat(self, _s, **_):
+        self.events.worker("worker-heartbeat")
 
-    def shutdown(_s, **_):
+    def shutdown(self, _s, **_):
         log.warning("shutdown requested over the control channel")
-        stop()
+        self.stop()
         return {"ok": "shutting down"}
 
-    return {"ping": ping, "stats": stats, "active_queues": active_queues, "registered": registered,
-            "active": active, "reserved": empty, "scheduled": empty, "revoked": empty, "conf": conf,
-            "cancel_consumer": cancel_consumer, "add_consumer": add_consumer,
-            "enable_events": enable_events, "disable_events": disable_events,
-            "heartbeat": heartbeat, "shutdown": shutdown}
+
+def handlers(state, events, stop: Callable[[], None], started: float) -> dict:
+    return Handlers(state, events, stop, started).table()
 
 
 class Control(threading.Thread):

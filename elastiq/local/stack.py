@@ -88,6 +88,24 @@ def _start_gateway(home: Path, env: dict, port: int | None) -> tuple[int, int, s
     return port, pid, str(token_file) if token_file else None
 
 
+def _start_pool(state: StackState, home: Path, env: dict, workers: int, autoscale: bool,
+                metrics_port: int | None) -> None:
+    """Workers are children of a process that stays: it restarts the ones that die (with a
+    backoff when they keep crashing) and reports their exit codes to `elastiq status`."""
+    cli = [sys.executable, "-m", "elastiq.cli"]
+    models = ",".join(state.models)
+    if autoscale:
+        state.metrics_port = metrics_port or procs.free_port()
+        state.timeline = str(home / "timeline.jsonl")
+        state.autoscaler_pid = _spawn(
+            cli + ["autoscale", "--backend", "process", "--models", models, "--start-workers", str(workers),
+                   "--timeline", state.timeline, "--metrics-port", str(state.metrics_port)],
+            home / "logs" / "autoscaler.log", env)
+    else:
+        state.supervisor_pid = _spawn(cli + ["supervise", "--models", models, "--workers", str(workers)],
+                                      home / "logs" / "supervisor.log", env)
+
+
 def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_port: int | None = None,
        flower: bool = True, flower_port: int | None = None, autoscale: bool = False,
        metrics_port: int | None = None, ready_timeout_s: float = 180.0, progress=print,
@@ -108,7 +126,6 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
     env = {**os.environ, "ELASTIQ_REDIS_URL": state.redis_url, "ELASTIQ_HOME": str(home),
            "ELASTIQ_WORKER_THREADS": os.environ.get("ELASTIQ_WORKER_THREADS") or "1"}
     os.environ["ELASTIQ_REDIS_URL"] = state.redis_url
-    cli = [sys.executable, "-m", "elastiq.cli"]
     if flower:
         state.flower_port = flower_port or procs.free_port()
         state.flower_pid = _spawn([sys.executable, "-m", "celery", "-A", "elastiq.local.flower_app", "flower",
@@ -116,20 +133,7 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
                                   home / "logs" / "flower.log", env)
     if gateway:
         state.gateway_port, state.gateway_pid, state.gateway_token_file = _start_gateway(home, env, gateway_port)
-    # Workers are children of a process that stays: it restarts the ones that die (with a
-    # backoff when they keep crashing) and reports their exit codes to `elastiq status`.
-    if autoscale:
-        state.metrics_port = metrics_port or procs.free_port()
-        state.timeline = str(home / "timeline.jsonl")
-        state.autoscaler_pid = _spawn(
-            cli + ["autoscale", "--backend", "process", "--models", ",".join(models),
-                   "--start-workers", str(workers), "--timeline", state.timeline,
-                   "--metrics-port", str(state.metrics_port)],
-            home / "logs" / "autoscaler.log", env)
-    else:
-        state.supervisor_pid = _spawn(cli + ["supervise", "--models", ",".join(models),
-                                             "--workers", str(workers)],
-                                      home / "logs" / "supervisor.log", env)
+    _start_pool(state, home, env, workers, autoscale, metrics_port)
     state_path(home).write_text(json.dumps(asdict(state), indent=2))
     progress(f"waiting for {workers} worker(s) per model to load ...")
     r = redis_client(Settings(redis_url=state.redis_url))
