@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+from autoscaler.settings import AutoscalerSettings
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -37,24 +38,29 @@ def make_backend(name: str, redis=None):
 
 
 def parse_args(argv):
-    env = os.environ
+    """AutoscalerSettings from ELASTIQ_AUTOSCALE_*, each overridable here; validated once."""
+    env = AutoscalerSettings.from_env()
     p = argparse.ArgumentParser(prog="elastiq autoscale", description=__doc__.splitlines()[0])
-    p.add_argument("--backend", choices=sorted(BACKENDS), default=env.get("ELASTIQ_AUTOSCALE_BACKEND", "process"))
-    p.add_argument("--models", default=env.get("ELASTIQ_AUTOSCALE_MODELS", "minilm"),
+    p.add_argument("--backend", choices=sorted(BACKENDS), default=env.backend)
+    p.add_argument("--models", default=env.models,
                    help="comma-separated models; each model's queue is its own scaling group")
     p.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
     p.add_argument("--dry-run", action="store_true", help="decide and report, start or stop nothing")
     p.add_argument("--json", action="store_true", help="print each decision as a JSON line")
-    p.add_argument("--interval-s", type=float, default=float(env.get("ELASTIQ_AUTOSCALE_INTERVAL_S", "1")))
-    p.add_argument("--drain-timeout-s", type=float, default=float(env.get("ELASTIQ_AUTOSCALE_DRAIN_TIMEOUT_S", "300")))
-    p.add_argument("--metrics-port", type=int, default=int(env.get("ELASTIQ_AUTOSCALE_METRICS_PORT", "0")),
+    p.add_argument("--interval-s", type=float, default=env.interval_s)
+    p.add_argument("--drain-timeout-s", type=float, default=env.drain_timeout_s)
+    p.add_argument("--metrics-port", type=int, default=env.metrics_port,
                    help="serve Prometheus metrics on this port (0: off)")
-    p.add_argument("--metrics-addr", default=env.get("ELASTIQ_AUTOSCALE_METRICS_ADDR", "127.0.0.1"))
-    p.add_argument("--timeline", default=env.get("ELASTIQ_AUTOSCALE_TIMELINE"),
+    p.add_argument("--metrics-addr", default=env.metrics_addr)
+    p.add_argument("--timeline", default=env.timeline or None,
                    help="append every decision to this JSON-lines file (render with `elastiq plot`)")
     p.add_argument("--start-workers", type=int, default=0,
                    help="start this many workers per model before the first decision (`elastiq up`)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    AutoscalerSettings(backend=args.backend, models=args.models, interval_s=args.interval_s,   # validates
+                       drain_timeout_s=args.drain_timeout_s, metrics_port=args.metrics_port,
+                       metrics_addr=args.metrics_addr, timeline=args.timeline or "")
+    return args
 
 
 def make_recorder(args):

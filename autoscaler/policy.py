@@ -40,12 +40,12 @@ Defaults were checked by trace replay (``elastiq simulate --all-traces``).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from autoscaler.prewarm import prewarm_target, track_surges
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
+from elastiq import contract, envconfig
 from elastiq.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ from elastiq.errors import ConfigError
 class PolicyConfig:
     min_workers: int = 1
     max_workers: int = 4
-    target_per_worker: float = 16.0      # backlog one worker should hold (about its slots)
+    target_per_worker: float = float(contract.DEFAULT_SLOTS)     # backlog one worker should hold (about its slots)
     target_utilisation: float = 0.8      # Little's-law term keeps slots this busy
     slo_wait_s: float = 10.0             # oldest-job wait the pool tries to stay under
     age_trigger: float = 0.5             # act on age at this fraction of the SLO
@@ -97,26 +97,7 @@ class PolicyConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> PolicyConfig:
         """``ELASTIQ_AUTOSCALE_<FIELD>``, e.g. ELASTIQ_AUTOSCALE_MAX_WORKERS=8."""
-        env = os.environ if env is None else env
-        values: dict = {}
-        for f in fields(cls):
-            key = "ELASTIQ_AUTOSCALE_" + f.name.upper()
-            if key in env:
-                try:
-                    values[f.name] = _parse(f.type, env[key])
-                except ValueError:
-                    raise ConfigError(f"{key}={env[key]!r} is not a number") from None
-        values.update(overrides)
-        return cls(**values)
-
-
-def _parse(kind, text: str):
-    if kind in ("bool", bool):
-        low = text.strip().lower()
-        if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ValueError(text)
-        return low in ("1", "true", "yes", "on")
-    return int(text) if kind in ("int", int) else float(text)
+        return envconfig.read(cls, "ELASTIQ_AUTOSCALE_", env, **overrides)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 TASK_NAME = "elastiq.infer"
 
+# Job slots a worker holds by default (it takes a job only when a slot is free); the
+# autoscaler's backlog target and the simulator's default worker are sized on it.
+DEFAULT_SLOTS = 16
+
 QUEUE_PREFIX = "elastiq."
 # kombu's Redis transport keeps one list per priority step: the queue name for step 0,
 # then "<queue>\x06\x16<step>" for the others (kombu.transport.redis, PRIORITY_STEPS).

@@ -6,12 +6,12 @@ object is built, never later inside a loop.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from elastiq import envconfig
 from elastiq.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -75,21 +75,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
-        env = os.environ if env is None else env
-        values: dict = {}
-        for f in fields(cls):
-            key = "ELASTIQ_" + f.name.upper()
-            if f.name == "limits" or key not in env:
-                continue
-            values[f.name] = _parse(key, env[key], f.type)
-        limits = {}
-        for f in fields(Limits):
-            key = "ELASTIQ_" + f.name.upper()
-            if key in env:
-                limits[f.name] = _parse(key, env[key], "int")
-        values["limits"] = Limits(**limits)
-        values.update(overrides)
-        return cls(**values)
+        """``ELASTIQ_<FIELD>``, e.g. ELASTIQ_JOB_TIME_LIMIT_S=300 (limits: ELASTIQ_MAX_TEXT_CHARS, ...)."""
+        overrides.setdefault("limits", envconfig.read(Limits, "ELASTIQ_", env))
+        return envconfig.read(cls, "ELASTIQ_", env, **overrides)
 
 
 # URL query options that would switch certificate or hostname checks off: redis-py and
@@ -105,23 +93,3 @@ def tls_weakening(url: str) -> str | None:
             return (f"{key}={value} would turn off TLS verification; rediss:// always verifies the "
                     "certificate and the hostname (use ELASTIQ_REDIS_CA for a private CA)")
     return None
-
-
-def _parse(key: str, raw: str, type_name) -> object:
-    type_name = str(type_name)
-    try:
-        if "bool" in type_name:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if "int" in type_name:
-            return int(raw)
-        if "float" in type_name:
-            return float(raw)
-        if "Path" in type_name:
-            return Path(raw)
-        return raw
-    except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not a valid {type_name}") from None

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from elastiq import envconfig
 from elastiq.errors import ConfigError
 
 MIN_TOKEN_CHARS = 16
@@ -69,16 +70,9 @@ class GatewayConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, *, tokens_file: str | None = None,
                  **overrides) -> GatewayConfig:
         env = os.environ if env is None else env
-        values: dict = {}
-        for f in fields(cls):
-            key = "ELASTIQ_GATEWAY_" + f.name.upper()
-            if f.name in ("tokens", "insecure_no_auth") or key not in env:
-                continue
-            values[f.name] = _parse(key, env[key], float if "float" in str(f.type) else
-                                    int if "int" in str(f.type) else str)
-        values["tokens"] = load_tokens(env, tokens_file)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        given.setdefault("tokens", load_tokens(env, tokens_file))
+        return envconfig.read(cls, "ELASTIQ_GATEWAY_", env, skip=("insecure_no_auth",), **given)
 
 
 def load_tokens(env: Mapping[str, str], tokens_file: str | None = None) -> tuple[str, ...]:
@@ -102,10 +96,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _parse(key: str, raw: str, kind: type) -> object:
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not a valid {kind.__name__}") from None

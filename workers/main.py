@@ -17,9 +17,9 @@ import time
 import uuid
 
 from elastiq import contract
-from elastiq.errors import ConfigError
 from elastiq.registry import Registry
 from elastiq.settings import Settings
+from workers.settings import WorkerSettings
 
 
 def cpu_budget() -> int:
@@ -34,72 +34,62 @@ def cpu_budget() -> int:
     return max(1, cpus)
 
 
-def parse_args(argv):
-    env = os.environ
+def parse_args(argv) -> tuple[WorkerSettings, argparse.Namespace]:
+    """Settings from the environment, each overridable on the command line; validated once."""
+    env = WorkerSettings.from_env()
     p = argparse.ArgumentParser(prog="elastiq worker", description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=env.get("ELASTIQ_WORKER_MODELS", "minilm"),
+    p.add_argument("--models", default=env.models,
                    help="comma-separated model names from the registry (env ELASTIQ_WORKER_MODELS)")
-    p.add_argument("--slots", type=int, default=int(env.get("ELASTIQ_WORKER_SLOTS", "16")),
-                   help="job slots = messages held at once (env ELASTIQ_WORKER_SLOTS, default 16)")
-    p.add_argument("--threads", type=int, default=int(env.get("ELASTIQ_WORKER_THREADS", "0")),
-                   help="torch threads (env ELASTIQ_WORKER_THREADS; default: the CPUs this worker is given)")
-    p.add_argument("--max-batch", type=int, default=int(env.get("ELASTIQ_MAX_BATCH", "32")))
-    p.add_argument("--max-tokens", type=int, default=int(env.get("ELASTIQ_MAX_BATCH_TOKENS", "8192")))
-    p.add_argument("--max-wait-ms", type=float, default=float(env.get("ELASTIQ_MAX_WAIT_MS", "0")))
+    p.add_argument("--slots", type=int, default=env.slots,
+                   help=f"job slots = messages held at once (env ELASTIQ_WORKER_SLOTS, default {contract.DEFAULT_SLOTS})")
+    p.add_argument("--threads", type=int, default=env.threads,
+                   help="inference threads (env ELASTIQ_WORKER_THREADS; default: the CPUs this worker is given)")
+    p.add_argument("--max-batch", type=int, default=env.max_batch, help="env ELASTIQ_MAX_BATCH")
+    p.add_argument("--max-tokens", type=int, default=env.max_batch_tokens, help="env ELASTIQ_MAX_BATCH_TOKENS")
+    p.add_argument("--max-wait-ms", type=float, default=env.max_wait_ms, help="env ELASTIQ_MAX_WAIT_MS")
     p.add_argument("--no-sort", action="store_true", help="batch in arrival order (benchmarks)")
     p.add_argument("--no-batching", action="store_true",
                    help="one forward pass per job (benchmarks: the plain-Celery baseline)")
-    p.add_argument("--name", default=env.get("ELASTIQ_WORKER_ID"),
+    p.add_argument("--name", default=env.worker_id,
                    help="worker id (env ELASTIQ_WORKER_ID; default elastiq-<random>@<host>)")
-    p.add_argument("--loglevel", default=env.get("ELASTIQ_LOG_LEVEL", "INFO"))
-    p.add_argument("--max-rss-mb", type=float, default=_env_float("ELASTIQ_WORKER_MAX_RSS_MB"),
+    p.add_argument("--loglevel", default=env.log_level)
+    p.add_argument("--max-rss-mb", type=float, default=env.max_rss_mb,
                    help="recycle past this RSS: drain, finish the running jobs, exit with "
                         "code 75 (env ELASTIQ_WORKER_MAX_RSS_MB; default: no limit)")
-    args = p.parse_args(argv)
-    if args.slots < 1:
-        raise ConfigError("--slots must be >= 1")
-    if args.max_rss_mb is not None and args.max_rss_mb <= 0:
-        raise ConfigError("ELASTIQ_WORKER_MAX_RSS_MB must be > 0")
-    return args
-
-
-def _env_float(name: str) -> float | None:
-    raw = os.environ.get(name)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    a = p.parse_args(argv)
+    settings = WorkerSettings(models=a.models, slots=a.slots, threads=a.threads, max_batch=a.max_batch,
+                              max_batch_tokens=a.max_tokens, max_wait_ms=a.max_wait_ms, worker_id=a.name or "",
+                              log_level=a.loglevel, max_rss_mb=a.max_rss_mb)
+    return settings, a
 
 
 def main(argv=None) -> int:
     spawned = float(os.environ.get("ELASTIQ_SPAWNED_AT") or time.time())
-    args = parse_args(argv)
-    logging.basicConfig(level=args.loglevel.upper(),
+    ws, flags = parse_args(argv)
+    logging.basicConfig(level=ws.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     registry = Registry.from_env()
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    names = ws.model_names
     specs = [registry.get(n) for n in names]
     budget = cpu_budget()
-    threads = min(args.threads or budget, budget)      # never more threads than CPUs
-    if args.threads > budget:
+    threads = min(ws.threads or budget, budget)      # never more threads than CPUs
+    if ws.threads > budget:
         logging.getLogger("elastiq.worker").warning(
-            "--threads %d > the %d CPU(s) this worker is given: using %d", args.threads, budget, budget)
-    worker_id = args.name or f"elastiq-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+            "--threads %d > the %d CPU(s) this worker is given: using %d", ws.threads, budget, budget)
+    worker_id = ws.worker_id or f"elastiq-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
 
     from workers import runtime as rt
     from workers.state import WorkerState
     from workers.worker import Worker
 
     runtimes = {s.name: rt.load(s, threads) for s in specs}
-    state = WorkerState(worker_id, [contract.queue_for(n) for n in names], args.slots, threads,
+    state = WorkerState(worker_id, [contract.queue_for(n) for n in names], ws.slots, threads,
                         started_at=spawned)
-    batching = {"max_batch": 1 if args.no_batching else args.max_batch, "max_tokens": args.max_tokens,
-                "max_wait_ms": args.max_wait_ms, "sort_by_length": not args.no_sort}
+    batching = {"max_batch": 1 if flags.no_batching else ws.max_batch, "max_tokens": ws.max_batch_tokens,
+                "max_wait_ms": ws.max_wait_ms, "sort_by_length": not flags.no_sort}
     return Worker(settings, registry, runtimes, state, batcher_options=batching,
-                  max_rss_mb=args.max_rss_mb).run()
+                  max_rss_mb=ws.max_rss_mb).run()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+# SIGTERM -> SIGKILL grace when a backend stops a worker: above the job hard time limit
+# (Settings.job_time_limit_s, 180 s), so a warm stop never kills a running job.
+STOP_TIMEOUT_S = 200.0
+
 
 @dataclass(frozen=True)
 class Replica:

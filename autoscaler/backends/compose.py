@@ -31,16 +31,10 @@ import time
 import uuid
 from collections.abc import Mapping
 
-from autoscaler.backends.base import BackendError, Replica
-from autoscaler.backends.docker import (
-    GROUP_LABEL,
-    LIVE_STATES,
-    _created_at,
-    _number,
-    _short,
-    docker_client,
-    stop_and_remove,
-)
+from autoscaler.backends.base import STOP_TIMEOUT_S, BackendError, Replica
+from autoscaler.backends.docker import GROUP_LABEL
+from autoscaler.backends.engine import LIVE_STATES, EngineClient, created_at, short, stop_and_remove
+from elastiq.envconfig import number
 from elastiq.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,12 +72,12 @@ def worker_id_of(info: dict) -> str:
     return f"{group_of(info)}-{(info.get('Config') or {}).get('Hostname') or info['Id'][:12]}"
 
 
-class ComposeBackend:
+class ComposeBackend(EngineClient):
     """The scalable service of one compose project."""
 
     name = "compose"
 
-    def __init__(self, project: str, service: str = "worker", *, stop_timeout_s: float = 200.0,
+    def __init__(self, project: str, service: str = "worker", *, stop_timeout_s: float = STOP_TIMEOUT_S,
                  api_timeout_s: float = 30.0, docker_host: str | None = None, client=None):
         if not project:
             raise ConfigError("ELASTIQ_DOCKER_PROJECT (or COMPOSE_PROJECT_NAME) must name the compose project")
@@ -101,21 +95,15 @@ class ComposeBackend:
         env = os.environ if env is None else env
         return cls(env.get("ELASTIQ_DOCKER_PROJECT") or env.get("COMPOSE_PROJECT_NAME", ""),
                    env.get("ELASTIQ_DOCKER_SERVICE", "worker"),
-                   stop_timeout_s=_number(env, "ELASTIQ_DOCKER_STOP_TIMEOUT_S", 200.0),
-                   api_timeout_s=_number(env, "ELASTIQ_DOCKER_API_TIMEOUT_S", 30.0) or 30.0,
+                   stop_timeout_s=number(env, "ELASTIQ_DOCKER_STOP_TIMEOUT_S", STOP_TIMEOUT_S),
+                   api_timeout_s=number(env, "ELASTIQ_DOCKER_API_TIMEOUT_S", 30.0) or 30.0,
                    docker_host=env.get("DOCKER_HOST") or None)
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = docker_client(self.api_timeout_s, self.docker_host)
-        return self._client
 
     # -- Backend
 
     def list(self, group: str) -> list[Replica]:
         """The service's running (or starting) containers that serve ``group``."""
-        return [Replica(worker_id_of(info), group, info["Id"], _created_at(info), "running")
+        return [Replica(worker_id_of(info), group, info["Id"], created_at(info), "running")
                 for info in self._service(all_=False)
                 if info["State"]["Status"] in LIVE_STATES and group_of(info) == group]
 
@@ -150,7 +138,7 @@ class ComposeBackend:
         except docker.errors.NotFound:
             return
         except Exception as exc:
-            raise BackendError(f"cannot inspect container {replica.handle[:12]}: {_short(exc)}") from exc
+            raise BackendError(f"cannot inspect container {replica.handle[:12]}: {short(exc)}") from exc
         labels = container.labels
         if labels.get(PROJECT) != self.project or labels.get(SERVICE) != self.service:
             raise BackendError(f"container {replica.handle[:12]} is not in {self.project}/{self.service}")
@@ -177,7 +165,7 @@ class ComposeBackend:
             except Exception as exc:
                 if getattr(exc, "status_code", None) == 404:   # removed meanwhile
                     continue
-                raise BackendError(f"cannot inspect container {row['Id'][:12]}: {_short(exc)}") from exc
+                raise BackendError(f"cannot inspect container {row['Id'][:12]}: {short(exc)}") from exc
         return sorted(infos, key=lambda i: int(((i.get("Config") or {}).get("Labels") or {}).get(NUMBER, 0) or 0))
 
     def _config_from(self, template: dict, number: int, worker_id: str) -> dict:
@@ -202,4 +190,4 @@ class ComposeBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"docker {what} failed for {self.project}/{self.service}: {_short(exc)}") from exc
+            raise BackendError(f"docker {what} failed for {self.project}/{self.service}: {short(exc)}") from exc

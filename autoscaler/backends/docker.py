@@ -41,9 +41,10 @@ import shlex
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 
-from autoscaler.backends.base import BackendError, Replica
+from autoscaler.backends.base import STOP_TIMEOUT_S, BackendError, Replica
+from autoscaler.backends.engine import LIVE_STATES, EngineClient, created_at, short, stop_and_remove
+from elastiq.envconfig import number
 from elastiq.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,6 @@ WORKER_LABEL = "elastiq.worker_id"
 # Variables of the autoscaler that are not the workers' business.
 _NOT_FORWARDED = ("ELASTIQ_DOCKER_", "ELASTIQ_AUTOSCALE_", "ELASTIQ_COMPOSE_", "ELASTIQ_WORKER_ID",
                   "ELASTIQ_WORKER_MODELS", "ELASTIQ_HOME", "ELASTIQ_PROXY_")
-LIVE_STATES = ("created", "running", "restarting")
-
-
-def docker_client(timeout_s: float, docker_host: str | None = None):
-    """A Docker SDK client for ``docker_host`` (else ``DOCKER_HOST``, else the local socket)."""
-    try:
-        import docker
-
-        if docker_host:
-            return docker.DockerClient(base_url=docker_host, timeout=int(timeout_s))
-        return docker.from_env(timeout=int(timeout_s))
-    except Exception as exc:
-        raise BackendError(f"cannot reach the Docker Engine: {_short(exc)}") from exc
 
 
 def pool_network(pool: str) -> str:
@@ -82,59 +70,16 @@ def worker_env(env: Mapping[str, str]) -> dict[str, str]:
 def replica_of(container, group: str, worker_id: str) -> Replica:
     """A :class:`Replica` from a Docker SDK container object."""
     status = "running" if container.status in LIVE_STATES else "exited"
-    return Replica(worker_id, group, container.id, _created_at(container.attrs), status)
+    return Replica(worker_id, group, container.id, created_at(container.attrs), status)
 
 
-def stop_and_remove(container, timeout_s: float) -> None:
-    """Graceful stop: SIGTERM (warm shutdown: running jobs finish), SIGKILL only after
-    ``timeout_s``; then remove the container. A container already gone is not an error."""
-    import docker.errors
-
-    try:
-        container.stop(timeout=int(timeout_s))
-        container.remove(v=True)
-    except docker.errors.NotFound:
-        pass
-    except Exception as exc:
-        raise BackendError(f"cannot stop container {container.id[:12]}: {_short(exc)}") from exc
-
-
-def _created_at(attrs: dict) -> float | None:
-    raw = attrs.get("Created")
-    if not raw:
-        return None
-    try:   # "2026-11-22T17:48:14.123456789Z": keep microseconds only
-        head, _, frac = raw.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
-    except ValueError:
-        return None
-
-
-def _short(exc: Exception) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return str(text).splitlines()[0][:200] if text else type(exc).__name__
-
-
-def _number(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not a number") from None
-    if value < 0:
-        raise ConfigError(f"{key} must be >= 0, got {value}")
-    return value
-
-
-class DockerBackend:
+class DockerBackend(EngineClient):
     """Worker containers of one pool on one Docker Engine."""
 
     name = "docker"
 
     def __init__(self, image: str = "elastiq:latest", *, pool: str = "elastiq", network: str = "",
-                 cpus: float = 1.0, memory_mb: int = 2048, stop_timeout_s: float = 200.0,
+                 cpus: float = 1.0, memory_mb: int = 2048, stop_timeout_s: float = STOP_TIMEOUT_S,
                  api_timeout_s: float = 30.0, env: Mapping[str, str] | None = None,
                  worker_args: list[str] | None = None, docker_host: str | None = None, client=None):
         if not pool or not all(c.isalnum() or c in "-_." for c in pool):
@@ -160,20 +105,14 @@ class DockerBackend:
             env.get("ELASTIQ_DOCKER_IMAGE", "elastiq:latest"),
             pool=env.get("ELASTIQ_DOCKER_POOL", "elastiq"),
             network=env.get("ELASTIQ_DOCKER_NETWORK", ""),
-            cpus=_number(env, "ELASTIQ_DOCKER_CPUS", 1.0),
-            memory_mb=int(_number(env, "ELASTIQ_DOCKER_MEMORY_MB", 2048)),
-            stop_timeout_s=_number(env, "ELASTIQ_DOCKER_STOP_TIMEOUT_S", 200.0),
-            api_timeout_s=_number(env, "ELASTIQ_DOCKER_API_TIMEOUT_S", 30.0) or 30.0,
+            cpus=number(env, "ELASTIQ_DOCKER_CPUS", 1.0),
+            memory_mb=int(number(env, "ELASTIQ_DOCKER_MEMORY_MB", 2048)),
+            stop_timeout_s=number(env, "ELASTIQ_DOCKER_STOP_TIMEOUT_S", STOP_TIMEOUT_S),
+            api_timeout_s=number(env, "ELASTIQ_DOCKER_API_TIMEOUT_S", 30.0) or 30.0,
             env=worker_env(env),
             worker_args=shlex.split(env.get("ELASTIQ_DOCKER_WORKER_ARGS", "")),
             docker_host=env.get("DOCKER_HOST") or None,
         )
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = docker_client(self.api_timeout_s, self.docker_host)
-        return self._client
 
     # -- Backend
 
@@ -216,7 +155,7 @@ class DockerBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"cannot start a worker container from {self.image}: {_short(exc)}") from exc
+            raise BackendError(f"cannot start a worker container from {self.image}: {short(exc)}") from exc
         log.info("started container %s for %s", container.name, worker_id)
         return replica_of(container, group, worker_id)
 
@@ -245,14 +184,14 @@ class DockerBackend:
                 log.info("created network %s for pool %s", self.network, self.pool)
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:          # created meanwhile by another autoscaler
-                    raise BackendError(f"cannot create network {self.network}: {_short(exc)}") from exc
+                    raise BackendError(f"cannot create network {self.network}: {short(exc)}") from exc
         except docker.errors.APIError as exc:
             if exc.status_code != 403:
-                raise BackendError(f"cannot inspect network {self.network}: {_short(exc)}") from exc
+                raise BackendError(f"cannot inspect network {self.network}: {short(exc)}") from exc
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"cannot reach the Docker Engine: {_short(exc)}") from exc
+            raise BackendError(f"cannot reach the Docker Engine: {short(exc)}") from exc
 
     def remove_network(self) -> bool:
         """Remove this pool's own network (only one labelled with this pool); True if removed."""
@@ -267,7 +206,7 @@ class DockerBackend:
         except docker.errors.NotFound:
             return False
         except Exception as exc:
-            raise BackendError(f"cannot remove network {self.network}: {_short(exc)}") from exc
+            raise BackendError(f"cannot remove network {self.network}: {short(exc)}") from exc
 
     def stop_all(self) -> int:
         """Stop and remove every container of this pool (all groups); returns how many."""
@@ -283,7 +222,7 @@ class DockerBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"cannot list containers: {_short(exc)}") from exc
+            raise BackendError(f"cannot list containers: {short(exc)}") from exc
         # The label filter is the engine's; check again so a proxy or bug cannot widen it.
         return [c for c in found if c.labels.get(POOL_LABEL) == self.pool
                 and (group is None or c.labels.get(GROUP_LABEL) == group)]
@@ -296,10 +235,10 @@ class DockerBackend:
         except docker.errors.NotFound:
             return None
         except Exception as exc:
-            raise BackendError(f"cannot inspect container {handle[:12]}: {_short(exc)}") from exc
+            raise BackendError(f"cannot inspect container {handle[:12]}: {short(exc)}") from exc
 
     def _remove(self, container) -> None:
         try:
             container.remove(v=True, force=True)
         except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
-            log.warning("cannot remove exited container %s: %s", container.name, _short(exc))
+            log.warning("cannot remove exited container %s: %s", container.name, short(exc))

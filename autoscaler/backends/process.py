@@ -22,17 +22,23 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from autoscaler.backends.base import BackendError, Replica
+from autoscaler.backends.base import STOP_TIMEOUT_S, BackendError, Replica
+from elastiq import envconfig
 from elastiq.local import procs
 
 PLANNED_EXITS = (0, 75)      # warm stop; recycled for memory (workers/state.py EXIT_RECYCLE)
+
+
+def _int(env, key: str, default: int | None) -> int | None:
+    raw = env.get(key)
+    return default if not raw else envconfig.parse(key, raw, "int")
 
 
 class ProcessBackend:
     name = "process"
 
     def __init__(self, home: Path, *, env: dict | None = None, slots: int | None = None,
-                 threads: int | None = None, stop_timeout_s: float = 200.0,
+                 threads: int | None = None, stop_timeout_s: float = STOP_TIMEOUT_S,
                  extra_args: list[str] | None = None, on_exit: Callable[[dict], None] | None = None,
                  crash_limit: int = 3, crash_window_s: float = 60.0, max_backoff_s: float = 60.0,
                  clock: Callable[[], float] = time.time):
@@ -54,8 +60,7 @@ class ProcessBackend:
     def from_env(cls, env=None, **kw) -> ProcessBackend:
         env = os.environ if env is None else env
         return cls(Path(env.get("ELASTIQ_HOME", ".elastiq")),
-                   slots=int(env["ELASTIQ_WORKER_SLOTS"]) if env.get("ELASTIQ_WORKER_SLOTS") else None,
-                   threads=int(env.get("ELASTIQ_WORKER_THREADS") or 1), **kw)
+                   slots=_int(env, "ELASTIQ_WORKER_SLOTS", None), threads=_int(env, "ELASTIQ_WORKER_THREADS", 1), **kw)
 
     def list(self, group: str) -> list[Replica]:
         replicas = []

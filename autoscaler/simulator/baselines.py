@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from autoscaler.simulator.model import Observation, SimParams
+from elastiq import contract
 
 
 @dataclass
@@ -122,7 +123,7 @@ class CeleryAutoscalePolicy:
     """
     min_workers: int = 1
     max_workers: int = 4
-    slots_per_worker: int = 16
+    slots_per_worker: int = contract.DEFAULT_SLOTS
     keepalive_s: float = 30.0
     prefetch_multiplier: int = 4
     interval_s: float = 1.0

@@ -27,11 +27,12 @@ from typing import Protocol
 import numpy as np
 
 from autoscaler.traces import Trace
+from elastiq import contract
 
 
 @dataclass(frozen=True)
 class SimParams:
-    slots_per_worker: int = 16
+    slots_per_worker: int = contract.DEFAULT_SLOTS
     throughput_per_worker: float = 110.0   # jobs/s of one worker alone, saturated, 1-sentence jobs
     service_cv: float = 0.5                # spread of a job's slot time (gamma, mean 1)
     cold_start_s: float = 5.5              # start -> ready when no samples are given
