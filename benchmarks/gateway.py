@@ -25,11 +25,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import secrets
-import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -47,23 +44,12 @@ MODEL = "minilm"
 @contextlib.contextmanager
 def gateway_process(st: h.Stack, token: str):
     port = procs.free_port()
-    env = {**os.environ, **st.env, "ELASTIQ_GATEWAY_TOKENS": token}
-    log = open(st.home / "gateway.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "elastiq.cli", "gateway", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with open(st.home / "gateway.log", "ab") as log, \
+            h.child([sys.executable, "-m", "elastiq.cli", "gateway", "--port", str(port)],
+                    {**st.env, "ELASTIQ_GATEWAY_TOKENS": token}, log=log, grace_s=15) as proc:
         if not procs.wait_port(port, 60):
             raise RuntimeError(f"the gateway did not start: {(st.home / 'gateway.log').read_text()[-2000:]}")
         yield proc, f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def client_arm(client, texts: list[str], concurrency: int) -> dict:

@@ -190,20 +190,48 @@ def stack(models: dict | None = None) -> Iterator[Stack]:
         redis = procs.RedisProcess(procs.free_port(), home / "redis", appendfsync="no").start()
         env = {"ELASTIQ_REDIS_URL": redis.url, "ELASTIQ_MODELS": str(registry),
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
         s = Stack(home, redis, env)
         try:
-            yield s
+            with environ(env):
+                yield s
         finally:
             if s.workers:
                 s.stop_workers(timeout_s=10)
             redis.stop()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+
+
+@contextlib.contextmanager
+def environ(env: dict):
+    """``os.environ`` with ``env`` set, restored on the way out."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def child(cmd: list[str], env: dict, *, log=subprocess.DEVNULL, grace_s: float = 10.0):
+    """A child process in its own session; SIGTERM to its group on the way out, SIGKILL after
+    ``grace_s``."""
+    p = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield p
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def cpu_s(pid: int) -> float:

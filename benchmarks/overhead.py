@@ -18,10 +18,6 @@ max; also what the micro-batcher adds to a lone job (elastiq − the same worker
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -58,22 +54,6 @@ def echo_main(url: str) -> None:
             return
         r.lpush("bench:rep", item[1])
 
-
-@contextlib.contextmanager
-def _child(cmd: list[str], env: dict):
-    p = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        yield p
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def _celery_ready(noop, text: str) -> None:
@@ -129,8 +109,8 @@ def run(*, smoke: bool = False, n: int = 1000, slots: int = 4, rounds: int = h.R
     cmd = [sys.executable, "-m", "celery", "-A", "benchmarks.plain_celery", "worker", "-P", "threads",
            "-c", str(slots), "-Q", "bench.noop", "--without-mingle", "--without-gossip", "-l", "WARNING"]
     with h.stack() as st, \
-            _child([sys.executable, "-c", f"from benchmarks.overhead import echo_main; echo_main({st.url!r})"],
-                   st.env), _child(cmd, {**st.env, "BENCH_REDIS_URL": st.url}):
+            h.child([sys.executable, "-c", f"from benchmarks.overhead import echo_main; echo_main({st.url!r})"],
+                   st.env), h.child(cmd, {**st.env, "BENCH_REDIS_URL": st.url}):
         h.stage("raw Redis echo, plain Celery, elastiq with and without batching: all up")
         st.start_workers("debug-b", 1, slots=slots, threads=1, extra=["--no-batching"])
         st.start_workers("debug", 1, slots=slots, threads=1)

@@ -18,19 +18,18 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import harness as h
+
 KEDA_HPA_DECISION_S = 30 + 15   # worst case: polling interval + HPA sync period
 TARGET_NEW_WORKER_S = 2.0       # issue #19: burst -> a new worker running jobs
 
 
 def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smoke: bool = False) -> dict:
     from autoscaler.backends.process import ProcessBackend
-    from autoscaler.controller import Controller
-    from autoscaler.policy import PolicyConfig
     from elastiq.heartbeats import read_heartbeats
     from elastiq.local import procs
     from elastiq.redisconn import redis_client
     from elastiq.settings import Settings
-    from producer import Client
 
     if smoke:
         jobs, model = 200, "debug"
@@ -38,40 +37,46 @@ def run(*, jobs: int = 1200, model: str = "minilm", interval_s: float = 1.0, smo
         home = Path(tmp)
         redis = procs.RedisProcess(procs.free_port(), home / "redis").start()
         env = _env(home, redis.url, model)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
         backend = ProcessBackend(home, env=env, threads=1, stop_timeout_s=30)
         r = redis_client(Settings(redis_url=redis.url))
         try:
-            first = backend.start(model)
-            procs.wait_ready(r, [first.worker_id], 180)
-            rows: list[dict] = []
-            config = PolicyConfig(min_workers=1, max_workers=2)
-            ctl = Controller(redis=r, backend=backend, groups=[model], config=config, record=rows.append)
-            stop = threading.Event()
-            loop = threading.Thread(target=ctl.run, kwargs={"interval_s": interval_s, "should_stop": stop.is_set})
-            loop.start()
-            time.sleep(interval_s * 1.5)     # the burst lands at a random phase of the loop
-            with Client(redis.url) as client:
-                t0 = time.time()
-                # 200 debug jobs of 0.5 s on 16 slots: ~6 s of work for one worker, longer
-                # than a new worker's start, so the policy's drain rule does not hold it back
-                params = {"sleep_ms": 500} if model == "debug" else {}
-                pending = client.submit_many(model, [[f"sentence {i} of the burst"] for i in range(jobs)], **params)
-                results = [j.result(timeout=600) for j in pending]
-            stop.set()
-            loop.join(10)
-            return _report(model, jobs, interval_s, t0, rows, results, first.worker_id,
-                           backend.list(model), read_heartbeats(r))
+            with h.environ(env):
+                first = backend.start(model)
+                procs.wait_ready(r, [first.worker_id], 180)
+                rows, t0, results = _burst(r, backend, model, jobs, interval_s, redis.url)
+                return _report(model, jobs, interval_s, t0, rows, results, first.worker_id,
+                               backend.list(model), read_heartbeats(r))
         finally:
             backend.stop_all()
             r.close()
             redis.stop()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+
+
+def _burst(r, backend, model: str, jobs: int, interval_s: float, redis_url: str):
+    """The controller loop in a thread, then the burst at t0; (decision rows, t0, results)."""
+    from autoscaler.controller import Controller
+    from autoscaler.policy import PolicyConfig
+    from producer import Client
+
+    rows: list[dict] = []
+    config = PolicyConfig(min_workers=1, max_workers=2)
+    ctl = Controller(redis=r, backend=backend, groups=[model], config=config, record=rows.append)
+    stop = threading.Event()
+    loop = threading.Thread(target=ctl.run, kwargs={"interval_s": interval_s, "should_stop": stop.is_set})
+    loop.start()
+    try:
+        time.sleep(interval_s * 1.5)     # the burst lands at a random phase of the loop
+        with Client(redis_url) as client:
+            t0 = time.time()
+            # 200 debug jobs of 0.5 s on 16 slots: ~6 s of work for one worker, longer
+            # than a new worker's start, so the policy's drain rule does not hold it back
+            params = {"sleep_ms": 500} if model == "debug" else {}
+            pending = client.submit_many(model, [[f"sentence {i} of the burst"] for i in range(jobs)], **params)
+            results = [j.result(timeout=600) for j in pending]
+    finally:
+        stop.set()
+        loop.join(10)
+    return rows, t0, results
 
 
 def _env(home: Path, redis_url: str, model: str) -> dict:

@@ -48,12 +48,7 @@ def render(results: list[SimResult], png: Path) -> Path:
         ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("seconds")
     fig.suptitle(f"elastiq simulate: trace {results[0].trace}")
-    fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=72)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 72)
 
 
 def overview(report: dict, png: Path) -> Path:
@@ -84,12 +79,7 @@ def overview(report: dict, png: Path) -> Path:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle(f"elastiq simulate: {report.get('set')} traces (lower-left is better)")
-    fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 100)
 
 
 def fidelity(recording: dict, rows: list[dict], sim, comparison: dict, png: Path) -> Path:
@@ -124,9 +114,15 @@ def fidelity(recording: dict, rows: list[dict], sim, comparison: dict, png: Path
                  f"{rep['worker_seconds_sim']:.0f} (x{fid['worker_seconds']['ratio']}), p95 wait "
                  f"{q.get('live_job_wait_p95_s')} vs {q['sim_job_wait_p95_s']} s "
                  f"(x{fid.get('p95_wait', {}).get('ratio')})", fontsize=10)
+    return _save(fig, png, 100)
+
+
+def _save(fig, png, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
+    fig.savefig(png, dpi=dpi)
     plt.close(fig)
     return png
