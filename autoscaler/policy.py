@@ -104,7 +104,6 @@ class PolicyConfig:
 class PolicyState:
     # (time, recommendation) pairs inside the scale-down window, oldest first.
     recommendations: tuple[tuple[float, int], ...] = ()
-    last_scale_up_at: float | None = None    # when a decision last raised the count
     # (start time, peak desired) of recent demand surges (demand above max(min, 1)), newest last.
     surges: tuple[tuple[float, int], ...] = ()
     in_surge: bool = False
@@ -281,43 +280,67 @@ def held_scale_in(q: QueueSnapshot, desired: int, known: bool, recs: tuple, wind
     return desired
 
 
-def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: float) -> Decision:
-    q, h = snapshot.queue, snapshot.host
-    current = q.workers
-    known = q.waiting is not None and q.in_flight is not None
-    want, reason, terms = demand(q, config)
-    notes: list[str] = []
+@dataclass
+class Draft:
+    """The decision as the steps of :func:`decide` build it: the count, and why."""
 
-    desired = max(want, config.min_workers)
-    if desired > want:
-        notes.append(f"min {config.min_workers}")
+    desired: int
+    notes: list[str]
+    terms: dict
+
+    def raise_to(self, count: int, note: str | None) -> None:
+        if count > self.desired:
+            self.desired = count
+            if note:
+                self.notes.append(note)
+
+
+def floors(d: Draft, q: QueueSnapshot, config: PolicyConfig) -> None:
+    """Never below the minimum, nor below the workers the jobs in flight need."""
+    d.raise_to(config.min_workers, f"min {config.min_workers}")
     floor = busy_floor(q, config)
-    terms["floor_busy"] = floor
-    if floor > desired:
-        desired = floor
-        notes.append(f"{floor} busy worker(s) kept" if config.keep_busy_workers
-                     else f"jobs in flight need {floor} worker(s)")
-    surges, in_surge = track_surges(state, want, config, now)
-    warm = prewarm_target(surges, in_surge, config, now, q.cold_start_s)
-    if warm is not None and warm[0] > desired:
-        desired = warm[0]
-        notes.append(warm[1])
-    if (q.waiting or 0) > 0 and desired == 0:
-        desired = 1
-    if current == 0 and desired > 0 and (q.waiting or 0) > 0:
-        notes.append("scale from zero: a job is waiting")
-    desired, cap, capacity_limited = clamp_up(desired, current, h, config, terms, notes)
+    d.terms["floor_busy"] = floor
+    d.raise_to(floor, f"{floor} busy worker(s) kept" if config.keep_busy_workers
+               else f"jobs in flight need {floor} worker(s)")
 
+
+def from_zero(d: Draft, q: QueueSnapshot) -> None:
+    """A waiting job always gets a worker."""
+    if (q.waiting or 0) > 0:
+        d.raise_to(1, None)
+        if q.workers == 0 and d.desired > 0:
+            d.notes.append("scale from zero: a job is waiting")
+
+
+def stabilise(d: Draft, q: QueueSnapshot, state: PolicyState, config: PolicyConfig, now: float):
+    """The scale-down window: a lower count only once every recommendation inside it agrees."""
+    known = q.waiting is not None and q.in_flight is not None
     window = scale_down_window(q, config)
     # An unknown metric records the current size, so it cannot open the way to a scale-in later.
-    rec = desired if known else max(desired, current)
+    rec = d.desired if known else max(d.desired, q.workers)
     recs = tuple((t, r) for t, r in state.recommendations if now - t < window) + ((now, rec),)
-    if desired < current:
-        desired = held_scale_in(q, desired, known, recs, window, now, notes)
-    terms.update(window_s=window, capacity=cap)
-    text = "; ".join([reason] + notes)
-    last_up = now if desired > current else state.last_scale_up_at
-    if in_surge and surges and desired > surges[-1][1]:
-        surges = surges[:-1] + ((surges[-1][0], desired),)
-    nxt = PolicyState(recs, last_up, surges, in_surge)
-    return Decision(q.queue, current, desired, text, capacity_limited, nxt, terms)
+    if d.desired < q.workers:
+        d.desired = held_scale_in(q, d.desired, known, recs, window, now, d.notes)
+    d.terms["window_s"] = window
+    return recs
+
+
+def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: float) -> Decision:
+    """The steps in order: demand (the calculator), floors, prewarm, from zero, the capacity
+    clamp on the way up, the stabilisation window on the way down."""
+    q, h = snapshot.queue, snapshot.host
+    want, reason, terms = demand(q, config)
+    d = Draft(want, [], terms)
+    floors(d, q, config)
+    surges, in_surge = track_surges(state, want, config, now)
+    warm = prewarm_target(surges, in_surge, config, now, q.cold_start_s)
+    if warm is not None:
+        d.raise_to(*warm)
+    from_zero(d, q)
+    d.desired, cap, capacity_limited = clamp_up(d.desired, q.workers, h, config, d.terms, d.notes)
+    recs = stabilise(d, q, state, config, now)
+    d.terms["capacity"] = cap
+    if in_surge and surges and d.desired > surges[-1][1]:
+        surges = surges[:-1] + ((surges[-1][0], d.desired),)
+    nxt = PolicyState(recommendations=recs, surges=surges, in_surge=in_surge)
+    return Decision(q.queue, q.workers, d.desired, "; ".join([reason] + d.notes), capacity_limited, nxt, d.terms)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 
 from autoscaler.rates import SMOOTHING, RateState, update_rates
@@ -156,7 +155,3 @@ def host_stats() -> dict:
     except Exception as exc:  # noqa: BLE001 - host stats unknown this tick
         log.warning("cannot read host stats: %s", exc)
         return {}
-
-
-def now_s() -> float:
-    return time.time()

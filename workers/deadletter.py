@@ -74,7 +74,3 @@ def dead_letters(redis, limit: int = 10) -> list[dict]:
             entry = {"job_id": None, "reason": "unreadable dead-letter entry", "raw": str(raw)[:200]}
         out.append(entry)
     return out
-
-
-def dead_letter_count(redis) -> int:
-    return int(redis.llen(contract.DEAD_LETTER_KEY))
