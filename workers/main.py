@@ -55,6 +55,11 @@ def parse_args(argv):
     p.add_argument("--max-rss-mb", type=float, default=_env_float("ELASTIQ_WORKER_MAX_RSS_MB"),
                    help="recycle past this RSS: drain, finish the running jobs, exit with "
                         "code 75 (env ELASTIQ_WORKER_MAX_RSS_MB; default: no limit)")
+    p.add_argument("--exit-when-drained", action="store_true",
+                   default=env.get("ELASTIQ_WORKER_EXIT_WHEN_DRAINED", "").lower() in ("1", "true", "yes", "on"),
+                   help="exit 0 once drained (finish the running jobs, give the others back): for "
+                        "orchestrators that remove exited tasks, Swarm and Kubernetes "
+                        "(env ELASTIQ_WORKER_EXIT_WHEN_DRAINED)")
     args = p.parse_args(argv)
     if args.slots < 1:
         raise ConfigError("--slots must be >= 1")
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
     batching = {"max_batch": 1 if args.no_batching else args.max_batch, "max_tokens": args.max_tokens,
                 "max_wait_ms": args.max_wait_ms, "sort_by_length": not args.no_sort}
     return Worker(settings, registry, runtimes, state, batcher_options=batching,
-                  max_rss_mb=args.max_rss_mb).run()
+                  max_rss_mb=args.max_rss_mb, exit_when_drained=args.exit_when_drained).run()
 
 
 if __name__ == "__main__":
