@@ -21,6 +21,7 @@ BACKENDS = {
     "process": "autoscaler.backends.process:ProcessBackend",
     "docker": "autoscaler.backends.docker:DockerBackend",
     "compose": "autoscaler.backends.compose:ComposeBackend",
+    "swarm": "autoscaler.backends.swarm:SwarmBackend",
 }
 
 

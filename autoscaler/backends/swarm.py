@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 
 from autoscaler.backends.base import BackendError, Replica
@@ -59,15 +60,37 @@ STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "start
           "complete", "shutdown", "failed", "rejected", "remove", "orphaned")
 _RANK = {s: i for i, s in enumerate(STATES)}
 RUNNING = _RANK["running"]
+_TEMPLATE = re.compile(r"\{\{\s*(\.[A-Za-z.]+)\s*\}\}")
 
 
 def _rank(state: str | None) -> int:
     return _RANK.get((state or "").lower(), len(STATES))
 
 
-def worker_id_of(group: str, task: dict) -> str:
+def worker_id_of(group: str, task: dict, template: str | None = None, service_name: str = "") -> str:
+    """The id the task's worker heartbeats under.
+
+    With ``ELASTIQ_WORKER_ID`` set in the service spec to a Swarm template (the stack sets
+    ``minilm-{{.Task.ID}}``: unique even with host networking, where every container has
+    the node's hostname), the same template rendered here; else ``<model>-<container id>``
+    (``contract.container_worker_id``: the container's hostname is its short id)."""
+    if template:
+        values = {".Task.ID": task["ID"], ".Task.Slot": str(task.get("Slot") or ""),
+                  ".Task.Name": f"{service_name}.{task.get('Slot') or task.get('NodeID')}.{task['ID']}",
+                  ".Service.Name": service_name, ".Node.ID": task.get("NodeID") or ""}
+        return _TEMPLATE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
     cid = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
     return contract.container_worker_id(group, cid[:12]) if cid else f"{group}-task-{task['ID'][:12]}"
+
+
+def id_template(spec: dict) -> str | None:
+    """The service's ``ELASTIQ_WORKER_ID`` if it is a per-task template, else None."""
+    env = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Env") or []
+    for item in env:
+        key, _, value = item.partition("=")
+        if key == "ELASTIQ_WORKER_ID" and _TEMPLATE.search(value):
+            return value
+    return None
 
 
 def slots_of(tasks: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -112,6 +135,9 @@ class SwarmBackend:
         self.docker_host = docker_host
         self._client = client
         self._seen_replicas: dict[str, int] = {}      # service id -> count we last saw or set
+        # Tasks the controller has stopped (drained, heartbeat gone) that Swarm still reports
+        # running for a moment: not listed, so they are never counted or picked again.
+        self._retiring: set[str] = set()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SwarmBackend:
@@ -136,13 +162,21 @@ class SwarmBackend:
         self._adopt(service)
         if finished:
             self._reclaim(service, live, finished)
-        return [Replica(worker_id_of(group, t), group, t["ID"], _created_at({"Created": t.get("CreatedAt")}), "running")
-                for t in live]
+        self._retiring &= {t["ID"] for t in live}
+        ids = self._ids(service)
+        return [Replica(ids(t), group, t["ID"], _created_at({"Created": t.get("CreatedAt")}), "running")
+                for t in live if t["ID"] not in self._retiring]
 
     def start(self, group: str) -> Replica:
-        service = self._service(group)
-        replicas = self._replicas(service) + 1
-        self._scale(service, replicas, f"scale-up to {replicas}")
+        for attempt in range(3):       # "update out of sequence": changed meanwhile, read again
+            service = self._service(group)
+            replicas = self._replicas(service) + 1
+            try:
+                self._scale(service, replicas, f"scale-up to {replicas}")
+                break
+            except BackendError as exc:
+                if "out of sequence" not in str(exc) or attempt == 2:
+                    raise
         return Replica(f"{group}-pending-{replicas}", group, "", None, "running")
 
     def stop(self, replica: Replica) -> None:
@@ -150,6 +184,7 @@ class SwarmBackend:
         service = self._service(replica.group)
         live, finished = slots_of(self._tasks(service["ID"]))
         if replica.handle and any(t["ID"] == replica.handle for t in live):
+            self._retiring.add(replica.handle)
             log.info("swarm: %s still runs (task %s): its slot is lowered once it has exited",
                      replica.worker_id, replica.handle[:12])
         if finished:
@@ -188,7 +223,7 @@ class SwarmBackend:
             log.warning("swarm: %d finished task(s) wait: lowering %s now would remove a running task",
                         len(done), service["Spec"]["Name"])
             return
-        ids = ", ".join(worker_id_of(service["_group"], t) for t in finished)
+        ids = ", ".join(self._ids(service)(t) for t in finished)
         self._scale(service, replicas - len(done), f"remove the drained and exited {ids}")
 
     def _adopt(self, service: dict) -> None:
@@ -199,15 +234,25 @@ class SwarmBackend:
         self._seen_replicas[service["ID"]] = replicas
 
     def _scale(self, service: dict, replicas: int, why: str) -> None:
-        name = service["Spec"]["Name"]
+        """Send the service's own spec back with only the replica count changed: any other
+        difference (defaults filled in, say) would make Swarm roll every task."""
+        spec = service["Spec"]
+        name = spec["Name"]
         try:
-            self.client.api.update_service(service["ID"], service["Version"]["Index"],
-                                           mode={"Replicated": {"Replicas": replicas}},
-                                           fetch_current_spec=True)
+            self.client.api.update_service(
+                service["ID"], service["Version"]["Index"], task_template=spec.get("TaskTemplate"),
+                name=name, labels=spec.get("Labels"), mode={"Replicated": {"Replicas": replicas}},
+                update_config=spec.get("UpdateConfig"), rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"))
         except Exception as exc:    # out of sequence (changed meanwhile), proxy refusal, engine down
             raise BackendError(f"cannot scale service {name} to {replicas}: {_short(exc)}") from exc
         self._seen_replicas[service["ID"]] = replicas
         log.info("swarm: %s replicas %d -> %d (%s)", name, self._replicas(service), replicas, why)
+
+    @staticmethod
+    def _ids(service: dict):
+        template, name = id_template(service["Spec"]), service["Spec"]["Name"]
+        return lambda t: worker_id_of(service["_group"], t, template, name)
 
     @staticmethod
     def _replicas(service: dict) -> int:
@@ -232,6 +277,11 @@ class SwarmBackend:
         if cond != "on-failure":
             raise BackendError(f"service {spec['Name']} has restart condition {cond!r}: it must be 'on-failure', "
                                "or Swarm restarts every drained worker that exits")
+        env = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Env") or []
+        if not any(e.split("=", 1)[0] == "ELASTIQ_WORKER_EXIT_WHEN_DRAINED" and e.split("=", 1)[1].lower()
+                   in ("1", "true", "yes", "on") for e in env if "=" in e):
+            raise BackendError(f"service {spec['Name']} must set ELASTIQ_WORKER_EXIT_WHEN_DRAINED=1: a drained "
+                               "worker has to exit for Swarm to remove its task")
         service["_group"] = group
         return service
 

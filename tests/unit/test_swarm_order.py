@@ -102,3 +102,13 @@ def test_slots_of_newest_task_decides_a_slot():
     tasks = [task("a", 1, "complete", desired="shutdown", updated="2026-01-01T00:00:01Z"),
              task("b", 1, "failed", desired="shutdown", updated="2026-01-01T00:00:05Z")]
     assert slots_of(tasks) == ([], [])
+
+
+def test_worker_id_from_the_services_template():
+    from autoscaler.backends.swarm import id_template
+
+    spec = {"TaskTemplate": {"ContainerSpec": {"Env": ["A=1", "ELASTIQ_WORKER_ID=minilm-{{.Task.ID}}"]}}}
+    t = task("abc123", 2, "pending")
+    assert worker_id_of("minilm", t, id_template(spec), "svc") == "minilm-abc123"
+    assert worker_id_of("minilm", t, "w-{{ .Service.Name }}.{{.Task.Slot}}", "svc") == "w-svc.2"
+    assert id_template({"TaskTemplate": {"ContainerSpec": {"Env": ["ELASTIQ_WORKER_ID=fixed"]}}}) is None
