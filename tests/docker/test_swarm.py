@@ -3,15 +3,21 @@ left again): ``elastiq autoscale --backend swarm`` scales the labelled worker se
 under a burst and back down by draining first (0 lost, 0 interrupted: every job answered
 once, by its first and only delivery; every removed task had exited 0 on its own), a
 manual ``docker service scale`` is adopted, not fought, and a SIGKILLed task's jobs are
-answered by the others (owned reservations hand them back)."""
+answered by the others (owned reservations hand them back). The autoscaler talks to the
+engine only through the services-scope socket proxy, which refuses the bystander."""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
 
+from autoscaler.backends.base import BackendError
+from autoscaler.backends.swarm import SwarmBackend
+from autoscaler.socketproxy import Policy, serve
+from elastiq import procs
 from tests.docker.conftest import wait_for
 from tests.docker.swarm_util import (
     Autoscaler,
@@ -49,7 +55,11 @@ def test_swarm_scale_up_drain_scale_in_manual_scale_and_kill(docker_client, imag
         other = docker_client.services.create(image, name=f"{uid}-other", command=["sleep", "600"],
                                               labels={"elastiq.pool": f"{pool}-other", "elastiq.group": "minilm"},
                                               networks=["host"])
-        scaler = Autoscaler(tmp_path, pool, redis_url, max_workers=3)
+        port = procs.free_port()
+        proxy = serve(Policy("", {"elastiq.pool": pool}, frozenset(), "services", 3), f"127.0.0.1:{port}",
+                      "/var/run/docker.sock")
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        scaler = Autoscaler(tmp_path, pool, redis_url, max_workers=3, docker_host=f"tcp://127.0.0.1:{port}")
         watcher = TaskWatcher(docker_client, svc.id)
         try:
             wait_for(lambda: client.submit("minilm", ["warm up"]).result(timeout=120), 180, "a first result")
@@ -101,12 +111,26 @@ def test_swarm_scale_up_drain_scale_in_manual_scale_and_kill(docker_client, imag
             print(f"burst 2: killed {busy[:12]}, {len(again)} job(s) delivered again and answered")
             assert again, "the killed worker held no job: the kill proved nothing"
             assert scaler.alive(), scaler.log()[-3000:]
+            # through the proxy: the bystander cannot be scaled, the pool's service not beyond 3
+            intruder = SwarmBackend(f"{pool}-other", docker_host=f"tcp://127.0.0.1:{port}")
+            with pytest.raises(BackendError):
+                intruder.list("minilm")
+            import docker as docker_sdk
+
+            via_proxy = docker_sdk.DockerClient(base_url=f"tcp://127.0.0.1:{port}", timeout=30)
+            with pytest.raises(docker_sdk.errors.APIError, match="socketproxy"):
+                via_proxy.api.update_service(other.id, other.version, mode={"Replicated": {"Replicas": 2}},
+                                             fetch_current_spec=True)
+            with pytest.raises(docker_sdk.errors.APIError, match="socketproxy"):
+                via_proxy.containers.list()
             other.reload()
             assert other.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1, "the bystander was scaled"
             print(f"swarm test body: {time.monotonic() - t0:.1f}s")
         finally:
             watcher.stop()
             scaler.stop()
+            proxy.shutdown()
+            proxy.server_close()
             for s in (svc, other):
                 try:
                     s.remove()
