@@ -89,7 +89,30 @@ class Settings:
                 limits[f.name] = _parse(key, env[key], "int")
         values["limits"] = Limits(**limits)
         values.update(overrides)
+        if env.get("ELASTIQ_REDIS_PASSWORD_FILE"):
+            values["redis_url"] = with_password_file(values.get("redis_url", DEFAULT_REDIS_URL),
+                                                     env["ELASTIQ_REDIS_PASSWORD_FILE"])
         return cls(**values)
+
+
+def with_password_file(url: str, path: str) -> str:
+    """``url`` with the password read from ``path`` (a Swarm or Kubernetes secret file),
+    so the password never sits in an environment variable. A URL that already has one
+    is refused: two sources of one secret is a mistake, not a fallback."""
+    from urllib.parse import quote
+
+    try:
+        password = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"ELASTIQ_REDIS_PASSWORD_FILE {path!r} cannot be read: {exc.strerror}") from None
+    if not password:
+        raise ConfigError(f"ELASTIQ_REDIS_PASSWORD_FILE {path!r} is empty")
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise ConfigError("ELASTIQ_REDIS_URL has a password and ELASTIQ_REDIS_PASSWORD_FILE is set: use one")
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 # URL query options that would switch certificate or hostname checks off: redis-py and
