@@ -2,6 +2,7 @@
 
     elastiq autoscale --once --dry-run --json      # one decision per queue, as JSON lines
     elastiq autoscale --backend process --timeline .elastiq/timeline.jsonl --metrics-port 9808
+    elastiq autoscale --backend none --desired-port 9809   # decide only; KEDA reads /desired/<model>
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ BACKENDS = {
     "docker": "autoscaler.backends.docker:DockerBackend",
     "compose": "autoscaler.backends.compose:ComposeBackend",
     "swarm": "autoscaler.backends.swarm:SwarmBackend",
+    "none": "autoscaler.backends.none:NoneBackend",
 }
 
 
@@ -34,6 +36,8 @@ def make_backend(name: str, redis=None):
         from elastiq.exits import record_exit
 
         return kind.from_env(on_exit=lambda e: record_exit(redis, e))
+    if name == "none":
+        return kind.from_env(redis)
     return kind.from_env()
 
 
@@ -51,6 +55,10 @@ def parse_args(argv):
     p.add_argument("--metrics-port", type=int, default=int(env.get("ELASTIQ_AUTOSCALE_METRICS_PORT", "0")),
                    help="serve Prometheus metrics on this port (0: off)")
     p.add_argument("--metrics-addr", default=env.get("ELASTIQ_AUTOSCALE_METRICS_ADDR", "127.0.0.1"))
+    p.add_argument("--desired-port", type=int, default=int(env.get("ELASTIQ_AUTOSCALE_DESIRED_PORT", "-1")),
+                   help="serve desired workers per queue over HTTP, GET /desired/<model> (KEDA metrics-api); "
+                        "0: off; default: 9809 with --backend none, else off")
+    p.add_argument("--desired-addr", default=env.get("ELASTIQ_AUTOSCALE_DESIRED_ADDR", "127.0.0.1"))
     p.add_argument("--timeline", default=env.get("ELASTIQ_AUTOSCALE_TIMELINE"),
                    help="append every decision to this JSON-lines file (render with `elastiq plot`)")
     p.add_argument("--start-workers", type=int, default=0,
@@ -80,7 +88,11 @@ def main(argv=None) -> int:
 
         metrics = Metrics(args.metrics_port, args.metrics_addr)
 
+    board = _desired_board(args)
+
     def record(row: dict) -> None:
+        if board:
+            board.update(row)
         if writer:
             writer(row)
         if args.json:
@@ -88,8 +100,10 @@ def main(argv=None) -> int:
             print(json.dumps(row if not args.once else {k: row.get(k) for k in keys}), flush=True)
 
     groups = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.backend == "none":
+        args.dry_run = True            # decide only: the orchestrator acts on /desired
     reap = None
-    if not args.dry_run:
+    if not args.dry_run or args.backend == "none":     # reaping dead workers' jobs is always safe
         from elastiq.reservations import Reservations, reap_dead
 
         store = Reservations(redis)
@@ -117,6 +131,19 @@ def main(argv=None) -> int:
         if writer:
             writer.close()
     return 0
+
+
+def _desired_board(args):
+    port = args.desired_port if args.desired_port >= 0 else (9809 if args.backend == "none" else 0)
+    if not port:
+        return None
+    from autoscaler.desired import DesiredBoard, serve
+
+    board = DesiredBoard(stale_s=max(30.0, 10 * args.interval_s))
+    server = serve(board, args.desired_addr, port)
+    logging.getLogger("elastiq.autoscaler").info(
+        "desired workers served on http://%s:%d/desired/<model>", *server.server_address[:2])
+    return board
 
 
 if __name__ == "__main__":
