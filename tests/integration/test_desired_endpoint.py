@@ -96,3 +96,24 @@ def test_stale_decision_is_503():
     now[0] = 1031.0
     status, body = board.answer("minilm")
     assert status == 503 and body["desired"] == 2 and "old" in body["error"]
+
+
+def test_elastiq_drain_waits_for_the_worker(redis, redis_url):
+    """The preStop hook: asks the worker to drain, returns once it is drained or gone."""
+    import threading
+
+    from autoscaler import drain_cli
+
+    key = contract.heartbeat_key("pod-b")
+    redis.set(key, json.dumps({"worker_id": "pod-b", "busy": 2, "draining": False}), ex=30)
+    out: list[int] = []
+    t = threading.Thread(target=lambda: out.append(drain_cli.main(["pod-b", "--wait-s", "20"])))
+    t.start()
+    time.sleep(1.0)
+    assert not out and redis.exists(contract.drain_key("pod-b"))       # asked, and still waiting
+    redis.set(key, json.dumps({"worker_id": "pod-b", "busy": 0, "draining": True}), ex=30)
+    t.join(10)
+    assert out == [0]
+    assert drain_cli.main(["gone-worker", "--wait-s", "5"]) == 0               # no heartbeat: gone
+    redis.set(contract.heartbeat_key("stuck"), json.dumps({"worker_id": "stuck", "busy": 1, "draining": True}), ex=30)
+    assert drain_cli.main(["stuck", "--wait-s", "1"]) == 1                   # still running a job
