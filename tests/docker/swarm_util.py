@@ -193,3 +193,13 @@ class TaskWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def set_replicas(client, service_id: str, replicas: int) -> None:
+    """Change only the replica count, sending the service's own spec back (as the backend does)."""
+    svc = client.api.inspect_service(service_id)
+    spec = svc["Spec"]
+    client.api.update_service(service_id, svc["Version"]["Index"], task_template=spec["TaskTemplate"],
+                              name=spec["Name"], labels=spec.get("Labels"),
+                              mode={"Replicated": {"Replicas": replicas}}, update_config=spec.get("UpdateConfig"),
+                              rollback_config=spec.get("RollbackConfig"), endpoint_spec=spec.get("EndpointSpec"))

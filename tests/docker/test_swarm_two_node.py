@@ -34,6 +34,8 @@ from tests.docker.swarm_util import (
     job_records,
     live_tasks,
     replicas_of,
+    service_tasks,
+    set_replicas,
     swarm_lock,
     swarm_state,
     worker_service,
@@ -175,6 +177,8 @@ def test_two_node_swarm_both_nodes_serve_and_scale_in_drains(docker_client, imag
             ended = watcher.ended()
             stopped = {k: v for k, v in ended.items() if (v["state"], v["exit"]) != ("complete", 0)}
             assert ended and not stopped, f"Swarm stopped a task instead of a finished one: {stopped or ended}"
+
+            _node_balance_probe(docker_client, engine, image, uid)
         finally:
             watcher.stop()
             scaler.stop()
@@ -189,3 +193,56 @@ def test_two_node_swarm_both_nodes_serve_and_scale_in_drains(docker_client, imag
                     or docker("ps", "-q", host=engine.sock).stdout.strip()):
                 time.sleep(1)
             server.stop()
+
+
+PROBE = "import os, time\nwhile not os.path.exists('/tmp/stop'):\n    time.sleep(0.2)"
+
+
+def _node_balance_probe(docker_client, engine, image, uid) -> None:
+    """Swarm's own choice, checked against ``swarm_order``: 2 tasks on one node, 1 on the
+    other; the lone one exits 0 (as a drained worker does); lowering the count by one then
+    removes a *running* task on the fuller node (node balance first) while the finished
+    one keeps its slot -- exactly what the backend predicts, and why it never drains a
+    victim whose removal Swarm would not choose."""
+    import docker.types as t
+
+    from autoscaler.backends.swarm import slot_views, slots_of
+    from autoscaler.backends.swarm_order import pick_victims, removed_slots, safe_to_lower
+
+    svc = docker_client.services.create(
+        image, name=f"{uid}-probe", command=["python", "-c", PROBE], networks=["host"],
+        mode=t.ServiceMode("replicated", replicas=3), restart_policy=t.RestartPolicy(condition="on-failure"))
+    try:
+        tasks = wait_for(lambda: (lambda ts: ts if len(ts) == 3 else None)(
+            live_tasks(docker_client, svc.id, running_only=True)), 90, "3 probe tasks running")
+        per_node: dict[str, list] = {}
+        for task in tasks:
+            per_node.setdefault(task["NodeID"], []).append(task)
+        assert sorted(map(len, per_node.values())) == [1, 2], f"Swarm did not spread 2/1: {per_node}"
+        lone = next(ts[0] for ts in per_node.values() if len(ts) == 1)
+        views = slot_views(*slots_of(service_tasks(docker_client, svc.id)))
+        # the backend would never pick the lone task as a victim: Swarm would not remove it
+        assert lone["Slot"] not in pick_victims(views, [lone["Slot"]], 1)
+        host = None if lone["NodeID"] == _manager_id(docker_client) else engine.sock
+        cid = lone["Status"]["ContainerStatus"]["ContainerID"]
+        docker("exec", cid, "touch", "/tmp/stop", host=host)
+        wait_for(lambda: any(x["ID"] == lone["ID"] and x["Status"]["State"] == "complete"
+                             for x in service_tasks(docker_client, svc.id)), 30, "the lone task exits 0")
+        live, finished = slots_of(service_tasks(docker_client, svc.id))
+        views = slot_views(live, finished)
+        predicted = removed_slots(views, 2)
+        assert not safe_to_lower(views, {lone["Slot"]}), "the backend would have lowered the count here"
+        set_replicas(docker_client, svc.id, 2)
+        gone = wait_for(lambda: {x["Slot"] for x in service_tasks(docker_client, svc.id)
+                                 if x["DesiredState"] == "remove"}, 30, "Swarm's scale-down choice")
+        print(f"probe: lone finished slot {lone['Slot']}; Swarm removed slot(s) {sorted(gone)}, "
+              f"predicted {sorted(predicted)}")
+        assert gone == predicted and lone["Slot"] not in gone
+        assert any(x["ID"] == lone["ID"] and x["Status"]["State"] == "complete"
+                   for x in service_tasks(docker_client, svc.id)), "the finished task no longer holds its slot"
+    finally:
+        svc.remove()
+
+
+def _manager_id(docker_client) -> str:
+    return docker_client.info()["Swarm"]["NodeID"]
