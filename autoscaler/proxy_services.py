@@ -67,13 +67,16 @@ def check_service_update(policy, service: dict, body: Any) -> dict:
     if not isinstance(body, dict):
         raise Refused("body is not a JSON object")
     n = requested_replicas(body, policy.max_replicas)
-    rest = lambda spec: normalise({k: v for k, v in spec.items() if k != "Mode"})  # noqa: E731
-    diff = first_difference(rest(body), rest(current))
+    diff = first_difference(_without_mode(body), _without_mode(current))
     if diff:
         raise Refused(f"only the replica count may change; {diff} differs from the service's spec")
     out = copy.deepcopy(current)
     out["Mode"] = {"Replicated": {"Replicas": n}}
     return out
+
+
+def _without_mode(spec: dict) -> dict:
+    return normalise({k: v for k, v in spec.items() if k != "Mode"})
 
 
 def only_version_query(query: str) -> int:

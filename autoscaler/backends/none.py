@@ -22,7 +22,7 @@ class NoneBackend:
         self.redis = redis
 
     @classmethod
-    def from_env(cls, redis=None) -> "NoneBackend":
+    def from_env(cls, redis=None) -> NoneBackend:
         if redis is None:
             raise BackendError("the none backend reads heartbeats: it needs the Redis client")
         return cls(redis)

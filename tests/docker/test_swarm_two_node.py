@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -207,14 +206,21 @@ def _node_balance_probe(docker_client, engine, image, uid) -> None:
     import docker.types as t
 
     from autoscaler.backends.swarm import slot_views, slots_of
-    from autoscaler.backends.swarm_order import pick_victims, removed_slots, safe_to_lower
+    from autoscaler.backends.swarm_order import (
+        pick_victims,
+        removed_slots,
+        safe_to_lower,
+    )
 
     svc = docker_client.services.create(
         image, name=f"{uid}-probe", command=["python", "-c", PROBE], networks=["host"],
         mode=t.ServiceMode("replicated", replicas=3), restart_policy=t.RestartPolicy(condition="on-failure"))
     try:
-        tasks = wait_for(lambda: (lambda ts: ts if len(ts) == 3 else None)(
-            live_tasks(docker_client, svc.id, running_only=True)), 90, "3 probe tasks running")
+        def three_running():
+            ts = live_tasks(docker_client, svc.id, running_only=True)
+            return ts if len(ts) == 3 else None
+
+        tasks = wait_for(three_running, 90, "3 probe tasks running")
         per_node: dict[str, list] = {}
         for task in tasks:
             per_node.setdefault(task["NodeID"], []).append(task)

@@ -10,7 +10,11 @@ import json
 import pytest
 
 from autoscaler.proxy_policy import Policy, Refused
-from autoscaler.proxy_services import check_service_update, normalise, only_version_query
+from autoscaler.proxy_services import (
+    check_service_update,
+    normalise,
+    only_version_query,
+)
 from autoscaler.socketproxy import Proxy
 from elastiq.errors import ConfigError
 
