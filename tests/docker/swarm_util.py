@@ -57,12 +57,27 @@ def own_swarm(advertise: str = "127.0.0.1"):
         if state != "inactive":
             pytest.fail(f"the engine is already in a swarm ({state}) this test did not create: "
                         "refusing to run (it would have to leave it)")
+        had_gwbridge = has_network("docker_gwbridge")
         docker("swarm", "init", "--advertise-addr", advertise, "--listen-addr", f"{advertise}:2377")
         try:
             yield
         finally:
-            docker("swarm", "leave", "--force", check=False, timeout=120)
-            assert swarm_state() == "inactive", "the engine is still in a swarm after the test"
+            leave_swarm(had_gwbridge)
+
+
+def has_network(name: str) -> bool:
+    return docker("network", "inspect", name, check=False).returncode == 0
+
+
+def leave_swarm(had_gwbridge: bool) -> None:
+    """Leave, and remove the docker_gwbridge network Swarm created (``swarm leave`` keeps it)."""
+    docker("swarm", "leave", "--force", check=False, timeout=120)
+    assert swarm_state() == "inactive", "the engine is still in a swarm after the test"
+    end = time.monotonic() + 30
+    while not had_gwbridge and has_network("docker_gwbridge") and time.monotonic() < end:
+        if docker("network", "rm", "docker_gwbridge", check=False).returncode != 0:
+            time.sleep(1)
+    assert had_gwbridge or not has_network("docker_gwbridge"), "docker_gwbridge left behind"
 
 
 def worker_service(client, image: str, name: str, pool: str, redis_url: str, *, replicas: int = 1,
