@@ -115,6 +115,12 @@ def slots_of(tasks: list[dict]) -> tuple[list[dict], list[dict]]:
     return live, finished
 
 
+def unplaced(task: dict) -> bool:
+    """A task no node has taken yet (no node has room for its reservations, say): no
+    container, no worker, and Swarm's scale-down removes such a slot first."""
+    return not task.get("NodeID") and _rank(task["Status"]["State"]) < _rank("assigned")
+
+
 def slot_views(live: list[dict], finished: list[dict]) -> list[SlotView]:
     return [SlotView(int(t["Slot"]), t.get("NodeID") or None, t in live and t["Status"]["State"] == "running")
             for t in live + finished]
@@ -160,7 +166,7 @@ class SwarmBackend:
         tasks = self._tasks(service["ID"])
         live, finished = slots_of(tasks)
         self._adopt(service)
-        if finished:
+        if finished or self._retiring:
             self._reclaim(service, live, finished)
         self._retiring &= {t["ID"] for t in live}
         ids = self._ids(service)
@@ -183,11 +189,13 @@ class SwarmBackend:
         """The drained worker has exited: lower the count once Swarm will remove its task."""
         service = self._service(replica.group)
         live, finished = slots_of(self._tasks(service["ID"]))
-        if replica.handle and any(t["ID"] == replica.handle for t in live):
+        task = next((t for t in live if t["ID"] == replica.handle), None) if replica.handle else None
+        if task is not None:
             self._retiring.add(replica.handle)
-            log.info("swarm: %s still runs (task %s): its slot is lowered once it has exited",
-                     replica.worker_id, replica.handle[:12])
-        if finished:
+            if not unplaced(task):
+                log.info("swarm: %s still runs (task %s): its slot is lowered once it has exited",
+                         replica.worker_id, replica.handle[:12])
+        if finished or task is not None:
             self._reclaim(service, live, finished)
 
     def pick_victims(self, replicas: list[Replica], beats: dict, n: int) -> list[Replica]:
@@ -201,7 +209,9 @@ class SwarmBackend:
         views = slot_views(live, finished)
         by_slot = {int(t["Slot"]): t["ID"] for t in live}
         mine = {r.handle: r for r in replicas}
-        preferred = [r.handle for r in drain.pick_victims(replicas, beats, len(replicas))]
+        waiting = {t["ID"] for t in live if unplaced(t)}
+        preferred = [r.handle for r in replicas if r.handle in waiting] + \
+            [r.handle for r in drain.pick_victims(replicas, beats, len(replicas)) if r.handle not in waiting]
         rank = {h: i for i, h in enumerate(preferred)}
         candidates = [s for s in by_preference([v for v in views if by_slot.get(v.slot) in mine],
                                                lambda s: rank.get(by_slot[s], len(rank)))]
@@ -214,17 +224,24 @@ class SwarmBackend:
     # -- helpers
 
     def _reclaim(self, service: dict, live: list[dict], finished: list[dict]) -> None:
+        """Lower the count by the finished tasks (and the never-placed ones the controller
+        chose), when Swarm will remove exactly those."""
         replicas = self._replicas(service)
         views = slot_views(live, finished)
         if replicas != len(views):
             return      # Swarm has not reconciled a change yet: look again next pass
-        done = {int(t["Slot"]) for t in finished}
+        waiting = [t for t in live if t["ID"] in self._retiring and unplaced(t)]
+        done = {int(t["Slot"]) for t in finished + waiting}
+        if not done:
+            return
         if not safe_to_lower(views, done):
             log.warning("swarm: %d finished task(s) wait: lowering %s now would remove a running task",
                         len(done), service["Spec"]["Name"])
             return
-        ids = ", ".join(self._ids(service)(t) for t in finished)
-        self._scale(service, replicas - len(done), f"remove the drained and exited {ids}")
+        ids = self._ids(service)
+        why = [f"remove the drained and exited {', '.join(ids(t) for t in finished)}"] if finished else []
+        why += [f"remove the never placed {', '.join(ids(t) for t in waiting)}"] if waiting else []
+        self._scale(service, replicas - len(done), "; ".join(why))
 
     def _adopt(self, service: dict) -> None:
         replicas, seen = self._replicas(service), self._seen_replicas.get(service["ID"])

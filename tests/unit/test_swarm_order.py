@@ -112,3 +112,75 @@ def test_worker_id_from_the_services_template():
     assert worker_id_of("minilm", t, id_template(spec), "svc") == "minilm-abc123"
     assert worker_id_of("minilm", t, "w-{{ .Service.Name }}.{{.Task.Slot}}", "svc") == "w-svc.2"
     assert id_template({"TaskTemplate": {"ContainerSpec": {"Env": ["ELASTIQ_WORKER_ID=fixed"]}}}) is None
+
+
+class FakeAPI:
+    """The few Docker API answers SwarmBackend reads (the backend on a real swarm: tests/docker)."""
+
+    def __init__(self, tasks, replicas, env=("ELASTIQ_WORKER_EXIT_WHEN_DRAINED=1",), cond="on-failure"):
+        self.tasks_ = tasks
+        self.updates: list[int] = []
+        self.spec = {"Name": "w", "Labels": {"elastiq.pool": "p", "elastiq.group": "minilm"},
+                     "Mode": {"Replicated": {"Replicas": replicas}},
+                     "TaskTemplate": {"ContainerSpec": {"Env": list(env) + ["ELASTIQ_WORKER_ID=minilm-{{.Task.ID}}"]},
+                                      "RestartPolicy": {"Condition": cond}}}
+
+    def services(self, filters):
+        return [{"ID": "svc", "Version": {"Index": 3}, "Spec": self.spec},
+                {"ID": "other", "Version": {"Index": 1}, "Spec": {**self.spec, "Labels": {"elastiq.pool": "x"}}}]
+
+    def tasks(self, filters):
+        assert filters == {"service": "svc"}
+        return self.tasks_
+
+    def update_service(self, ident, version, **kw):
+        assert ident == "svc" and version == 3 and kw["task_template"] == self.spec["TaskTemplate"]
+        self.updates.append(kw["mode"]["Replicated"]["Replicas"])
+
+
+class FakeClient:
+    def __init__(self, api):
+        self.api = api
+
+
+def _backend(api):
+    from autoscaler.backends.swarm import SwarmBackend
+
+    return SwarmBackend("p", client=FakeClient(api))
+
+
+def test_backend_refuses_a_service_that_would_restart_drained_workers():
+    from autoscaler.backends.base import BackendError
+
+    with pytest.raises(BackendError, match="on-failure"):
+        _backend(FakeAPI([], 1, cond="any")).list("minilm")
+    with pytest.raises(BackendError, match="EXIT_WHEN_DRAINED"):
+        _backend(FakeAPI([], 1, env=())).list("minilm")
+
+
+def test_backend_lowers_the_count_only_for_finished_tasks():
+    api = FakeAPI([task("a", 1, "running", node="n1"), task("b", 2, "complete", desired="shutdown", node="n1"),
+                   task("c", 3, "running", node="n1")], 3)
+    replicas = _backend(api).list("minilm")
+    assert [r.worker_id for r in replicas] == ["minilm-a", "minilm-c"]
+    assert api.updates == [2]                       # b finished: the count goes 3 -> 2
+    # the finished one alone on a node with fewer copies: Swarm would remove a running task
+    api = FakeAPI([task("a", 1, "running", node="n1"), task("b", 2, "running", node="n1"),
+                   task("c", 3, "complete", desired="shutdown", node="n2")], 3)
+    _backend(api).list("minilm")
+    assert api.updates == []
+
+
+def test_backend_removes_a_never_placed_task_first():
+    from autoscaler.backends.base import Replica
+
+    api = FakeAPI([task("a", 1, "running", node="n1"), task("b", 2, "running", node="n1"),
+                   task("p", 3, "pending", node="")], 3)
+    b = _backend(api)
+    replicas = b.list("minilm")
+    beats = {"minilm-a": {"ready": True, "busy": 0}, "minilm-b": {"ready": True, "busy": 3}}
+    [victim] = b.pick_victims(replicas, beats, 1)
+    assert victim.worker_id == "minilm-p"           # before the idle ready one
+    b.stop(Replica("minilm-p", "minilm", "p"))
+    assert api.updates == [2]
+    assert [r.worker_id for r in b.list("minilm")] == ["minilm-a", "minilm-b"]
