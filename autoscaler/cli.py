@@ -2,6 +2,7 @@
 
     elastiq autoscale --once --dry-run --json      # one decision per queue, as JSON lines
     elastiq autoscale --backend process --timeline .elastiq/timeline.jsonl --metrics-port 9808
+    elastiq autoscale --backend none --desired-port 9809   # decide only; KEDA reads /desired/<model>
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ BACKENDS = {
     "process": "autoscaler.backends.process:ProcessBackend",
     "docker": "autoscaler.backends.docker:DockerBackend",
     "compose": "autoscaler.backends.compose:ComposeBackend",
+    "swarm": "autoscaler.backends.swarm:SwarmBackend",
+    "none": "autoscaler.backends.none:NoneBackend",
 }
 
 
@@ -34,6 +37,8 @@ def make_backend(name: str, redis=None):
         from elastiq.exits import record_exit
 
         return kind.from_env(on_exit=lambda e: record_exit(redis, e))
+    if name == "none":
+        return kind.from_env(redis)
     return kind.from_env()
 
 
@@ -52,6 +57,10 @@ def parse_args(argv):
     p.add_argument("--metrics-port", type=int, default=env.metrics_port,
                    help="serve Prometheus metrics on this port (0: off)")
     p.add_argument("--metrics-addr", default=env.metrics_addr)
+    p.add_argument("--desired-port", type=int, default=env.desired_port,
+                   help="serve desired workers per queue over HTTP, GET /desired/<model> (KEDA metrics-api); "
+                        "0: off; default: 9809 with --backend none, else off")
+    p.add_argument("--desired-addr", default=env.desired_addr)
     p.add_argument("--timeline", default=env.timeline or None,
                    help="append every decision to this JSON-lines file (render with `elastiq plot`)")
     p.add_argument("--start-workers", type=int, default=0,
@@ -59,12 +68,16 @@ def parse_args(argv):
     args = p.parse_args(argv)
     AutoscalerSettings(backend=args.backend, models=args.models, interval_s=args.interval_s,   # validates
                        drain_timeout_s=args.drain_timeout_s, metrics_port=args.metrics_port,
-                       metrics_addr=args.metrics_addr, timeline=args.timeline or "")
+                       metrics_addr=args.metrics_addr, desired_port=args.desired_port,
+                       desired_addr=args.desired_addr, timeline=args.timeline or "")
+    if args.backend == "none":
+        args.dry_run = True            # decide only: the orchestrator acts on /desired
     return args
 
 
-def make_recorder(args):
-    """Where each decision row goes: the timeline file (if asked) and stdout as JSON (--json)."""
+def make_recorder(args, board=None):
+    """Where each decision row goes: the /desired board, the timeline file (if asked) and
+    stdout as JSON (--json)."""
     writer = None
     if args.timeline:
         from autoscaler.timeline import TimelineWriter
@@ -72,6 +85,8 @@ def make_recorder(args):
         writer = TimelineWriter(args.timeline)
 
     def record(row: dict) -> None:
+        if board:
+            board.update(row)
         if writer:
             writer(row)
         if args.json:
@@ -82,8 +97,9 @@ def make_recorder(args):
 
 
 def make_reaper(args, settings: Settings, redis):
-    """The reaper pass the controller runs each tick: a dead worker's held jobs back to its queue."""
-    if args.dry_run:
+    """The reaper pass the controller runs each tick: a dead worker's held jobs back to its
+    queue. Always safe, so it runs with --backend none too (only a dry run skips it)."""
+    if args.dry_run and args.backend != "none":
         return None
     from elastiq.reservations import Reservations, reap_dead
 
@@ -101,14 +117,15 @@ def main(argv=None) -> int:
 
     settings, config = Settings.from_env(), PolicyConfig.from_env()
     redis = redis_client(settings)
-    record, writer = make_recorder(args)
+    backend = make_backend(args.backend, redis)
+    record, writer = make_recorder(args, _desired_board(args))
     metrics = None
     if args.metrics_port:
         from autoscaler.metrics import Metrics
 
         metrics = Metrics(args.metrics_port, args.metrics_addr)
     groups = [m.strip() for m in args.models.split(",") if m.strip()]
-    controller = Controller(redis=redis, backend=make_backend(args.backend, redis), groups=groups, config=config,
+    controller = Controller(redis=redis, backend=backend, groups=groups, config=config,
                             drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
                             record=record, metrics=metrics, reap=make_reaper(args, settings, redis))
     if args.start_workers and not args.dry_run:
@@ -130,6 +147,19 @@ def main(argv=None) -> int:
         if writer:
             writer.close()
     return 0
+
+
+def _desired_board(args):
+    port = args.desired_port if args.desired_port >= 0 else (9809 if args.backend == "none" else 0)
+    if not port:
+        return None
+    from autoscaler.desired import DesiredBoard, serve
+
+    board = DesiredBoard(stale_s=max(30.0, 10 * args.interval_s))
+    server = serve(board, args.desired_addr, port)
+    logging.getLogger("elastiq.autoscaler").info(
+        "desired workers served on http://%s:%d/desired/<model>", *server.server_address[:2])
+    return board
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ class Controller:
         self.backend = backend
         self.groups = list(groups)
         self.config = config
-        self.signals = signals or Signals(redis)
+        # A backend whose workers run on other hosts (swarm, none) gets no cap from this
+        # host's free memory and CPUs: the orchestrator places them.
+        local = getattr(backend, "local_host", True)
+        self.signals = signals or Signals(redis, host=None if local else (lambda: {}))
         self.drain_timeout_s = drain_timeout_s
         self.dry_run = dry_run
         self.record = record or (lambda row: None)
@@ -133,7 +136,9 @@ class Controller:
                 replica = self.backend.start(group)
                 log.info("started %s", replica.worker_id)
             return f"up +{delta}"
-        for victim in drain.pick_victims(active, beats, -delta):
+        # A backend that cannot choose which replica goes (swarm) narrows the choice.
+        pick = getattr(self.backend, "pick_victims", None) or drain.pick_victims
+        for victim in pick(active, beats, -delta):
             drain.request_drain(self.redis, victim.worker_id)
             gs.draining[victim.worker_id] = (victim, now)
             log.info("draining %s", victim.worker_id)

@@ -33,17 +33,27 @@ NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true", "no-new-priv
 MAX_SHM_BYTES = 2**31
 
 
+SCOPES = ("containers", "services")
+
+
 @dataclass(frozen=True)
 class Policy:
     image: str
     labels: Mapping[str, str]
     networks: frozenset[str] = field(default_factory=frozenset)   # empty: learned from containers
+    # "containers": the docker/compose backends' calls; "services": the swarm backend's
+    # (read services and tasks, change a labelled service's replica count: proxy_services.py)
+    scope: str = "containers"
+    max_replicas: int = 0                                          # services scope: highest count allowed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Policy:
         from elastiq.errors import ConfigError
 
         image = env.get("ELASTIQ_PROXY_IMAGE", "")
+        scope = env.get("ELASTIQ_PROXY_SCOPE", "containers")
+        if scope not in SCOPES:
+            raise ConfigError(f"ELASTIQ_PROXY_SCOPE must be one of {SCOPES}, got {scope!r}")
         labels = {}
         for pair in (p.strip() for p in env.get("ELASTIQ_PROXY_LABELS", "").split(",")):
             key, sep, value = pair.partition("=")
@@ -51,6 +61,12 @@ class Policy:
                 raise ConfigError(f"ELASTIQ_PROXY_LABELS: {pair!r} is not key=value")
             if pair:
                 labels[key] = value
+        if scope == "services":
+            raw = env.get("ELASTIQ_PROXY_MAX_REPLICAS", "")
+            if not raw.isdigit() or int(raw) < 1 or not labels:
+                raise ConfigError("services scope: ELASTIQ_PROXY_LABELS (k=v,...) and ELASTIQ_PROXY_MAX_REPLICAS "
+                                  f"(an integer >= 1, got {raw!r}) are required")
+            return cls(image, labels, frozenset(), scope, int(raw))
         if not image or not labels:
             raise ConfigError("ELASTIQ_PROXY_IMAGE and ELASTIQ_PROXY_LABELS (k=v,...) are required")
         nets = frozenset(n.strip() for n in env.get("ELASTIQ_PROXY_NETWORKS", "").split(",") if n.strip())

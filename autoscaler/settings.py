@@ -21,6 +21,8 @@ class AutoscalerSettings:
     drain_timeout_s: float = 300.0      # a draining worker still busy after this is stopped anyway
     metrics_port: int = 0               # Prometheus metrics (0: off)
     metrics_addr: str = "127.0.0.1"
+    desired_port: int = -1              # GET /desired/<model> for KEDA (-1: 9809 with --backend none, else off)
+    desired_addr: str = "127.0.0.1"
     timeline: str = ""                  # append every decision to this JSON-lines file ("": off)
 
     def __post_init__(self) -> None:
@@ -30,6 +32,8 @@ class AutoscalerSettings:
             raise ConfigError(f"ELASTIQ_AUTOSCALE_DRAIN_TIMEOUT_S must be >= 0, got {self.drain_timeout_s}")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"ELASTIQ_AUTOSCALE_METRICS_PORT must be a port (0: off), got {self.metrics_port}")
+        if not -1 <= self.desired_port <= 65535:
+            raise ConfigError(f"ELASTIQ_AUTOSCALE_DESIRED_PORT must be a port, 0 (off) or -1, got {self.desired_port}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> AutoscalerSettings:

@@ -17,6 +17,13 @@ one is small and strict. It forwards only:
   power (an allow-list: every other key must be null). The engine gets the checked body
   re-encoded, never the client's bytes.
 
+With ``ELASTIQ_PROXY_SCOPE=services`` (for the swarm backend, on a manager) it forwards
+instead only ``GET /_ping``, ``/version``, ``/services`` and ``/tasks`` (filtered to the
+services carrying every required label, and their tasks), ``GET /services/{id}`` of such a
+service, and ``POST /services/{id}/update?version=N`` whose body is that service's current
+spec with only the replica count changed, at most ``ELASTIQ_PROXY_MAX_REPLICAS``
+(:mod:`autoscaler.proxy_services`). No container, node, secret or swarm call at all.
+
 Lifecycle calls carry no body (old API versions let ``start`` set a HostConfig), and API
 versions below 1.24 are refused. Everything else is answered ``403`` with the reason, and every call is logged.
 
@@ -52,6 +59,7 @@ from autoscaler.proxy_policy import (
     parse_body,
     refusal,
 )
+from autoscaler.proxy_services import check_service_update, only_version_query, owns_service
 
 __all__ = ["ImageUsers", "Policy", "Proxy", "Upstream", "check_create", "refusal", "serve"]
 
@@ -61,6 +69,7 @@ MAX_BODY = 1 << 20
 MIN_API = (1, 24)
 PROBE_LABEL = "elastiq.proxy-probe"
 _VERSION = re.compile(r"^/v(\d+)\.(\d+)(?=/)")
+_SERVICE = re.compile(r"^/services/([A-Za-z0-9][A-Za-z0-9_.-]*)(/update)?$")
 _CONTAINER = re.compile(r"^/containers/([A-Za-z0-9][A-Za-z0-9_.-]*)(/json|/start|/stop|/kill)?$")
 
 
@@ -196,6 +205,8 @@ class Proxy:
             return _refuse(f"API version {version.group(0)[1:]} is too old (>= 1.24)")
         path = _VERSION.sub("", path)
         forward = lambda: self.upstream.request(method, raw_path, None, headers)
+        if self.policy.scope == "services":
+            return self.services(method, path, parts.query, raw_path, body, forward)
         if method == "POST" and path == "/containers/create":
             return self.create(raw_path, body)
         if body:
@@ -223,6 +234,55 @@ class Proxy:
         if not self.policy.owns(labels):
             return _refuse(f"container {ident[:12]} is not one this proxy manages")
         return forward()
+
+
+    # -- services scope (the swarm backend): autoscaler/proxy_services.py
+
+    def services(self, method: str, path: str, query: str, raw_path: str, body: bytes, forward):
+        m = _SERVICE.match(path)
+        if method == "POST" and m and m.group(2):
+            return self._update_service(m.group(1), query, raw_path, body)
+        if body:
+            return _refuse(f"{method} {path} with a request body is not allowed")
+        if method in ("GET", "HEAD") and path in ("/_ping", "/version"):
+            return forward()
+        if method == "GET" and path in ("/services", "/tasks"):
+            status, hdrs, data = forward()
+            if status == 200:
+                rows = json.loads(data)
+                if path == "/services":
+                    rows = [sv for sv in rows if owns_service(self.policy, sv)]
+                else:
+                    owned = {sv["ID"] for sv in self._owned_services()}
+                    rows = [t for t in rows if t.get("ServiceID") in owned]
+                data = json.dumps(rows).encode()
+            return status, hdrs, data
+        if method == "GET" and m:
+            status, _, data = self.upstream.request("GET", f"/services/{quote(m.group(1), safe='')}")
+            if status == 200 and not owns_service(self.policy, json.loads(data)):
+                return _refuse(f"service {m.group(1)[:12]} is not one this proxy manages")
+            return forward()
+        return _refuse(f"{method} {path} is not allowed")
+
+    def _owned_services(self) -> list[dict]:
+        status, _, data = self.upstream.request("GET", "/services")
+        return [sv for sv in json.loads(data) if owns_service(self.policy, sv)] if status == 200 else []
+
+    def _update_service(self, ident: str, query: str, raw_path: str, body: bytes):
+        try:
+            version = only_version_query(query)
+            status, hdrs, data = self.upstream.request("GET", f"/services/{quote(ident, safe='')}")
+            if status != 200:
+                return status, hdrs, data
+            service = json.loads(data)
+            if int((service.get("Version") or {}).get("Index", -1)) != version:
+                raise Refused(f"update out of sequence: version {version} is not the service's "
+                              f"{(service.get('Version') or {}).get('Index')}")
+            checked = check_service_update(self.policy, service, parse_body(body or b"null"))
+        except Refused as exc:
+            return _refuse(str(exc))
+        return self.upstream.request("POST", raw_path, json.dumps(checked).encode(),
+                                     {"Content-Type": "application/json"})
 
 
 def _refuse(reason: str):

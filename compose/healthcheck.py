@@ -18,9 +18,10 @@ def main() -> int:
     import redis
 
     from elastiq import contract
+    from elastiq.settings import Settings
 
-    url = os.environ.get("ELASTIQ_REDIS_URL", "redis://localhost:6379/0")
-    try:
+    try:   # the settings' URL: with the password from ELASTIQ_REDIS_PASSWORD_FILE (Swarm, k8s)
+        url = Settings.from_env().redis_url
         r = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3, decode_responses=True)
         wid = os.environ.get("ELASTIQ_WORKER_ID")
         keys = [contract.heartbeat_key(wid)] if wid else list(r.scan_iter(contract.HEARTBEAT_PREFIX + "*"))

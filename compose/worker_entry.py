@@ -18,8 +18,10 @@ import sys
 def worker_id(env: dict, hostname: str) -> str:
     if env.get("ELASTIQ_WORKER_ID"):
         return env["ELASTIQ_WORKER_ID"]
+    from elastiq.contract import container_worker_id
+
     first = (env.get("ELASTIQ_WORKER_MODELS") or "minilm").split(",")[0].strip() or "minilm"
-    return f"{first}-{hostname}"
+    return container_worker_id(first, hostname)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker":    ("workers.main:main", "run one worker process in the foreground"),
     "engine":    ("workers.engines.cli:main", "export / check / list the onnx engine's graphs [--json]"),
     "autoscale": ("autoscaler.cli:main", "run the autoscaler [--once] [--dry-run] [--json]"),
+    "drain":     ("autoscaler.drain_cli:main", "drain one worker (no new jobs, finish the running) and wait [--wait-s]"),
     "supervise": ("autoscaler.supervisor:main", "keep N local workers per model running (used by `up`)"),
     "plot":      ("autoscaler.plot:main", "render a recorded scaling timeline as a PNG"),
     "simulate":  ("autoscaler.simulator.cli:main", "replay a trace against scaling policies"),

@@ -67,6 +67,15 @@ def heartbeat_key(worker_id: str) -> str:
     return HEARTBEAT_PREFIX + worker_id
 
 
+def container_worker_id(model: str, hostname: str) -> str:
+    """The id a worker in a container heartbeats under when none is given: ``<model>-<hostname>``.
+
+    A container's hostname is its short (12-character) id unless its service sets one, so a
+    backend that knows the container id (compose, swarm task status) derives the same id
+    the worker uses (compose/worker_entry.py)."""
+    return f"{model}-{hostname}"
+
+
 def drain_key(worker_id: str) -> str:
     return DRAIN_PREFIX + worker_id
 

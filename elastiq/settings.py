@@ -6,8 +6,9 @@ object is built, never later inside a loop.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -75,9 +76,34 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
-        """``ELASTIQ_<FIELD>``, e.g. ELASTIQ_JOB_TIME_LIMIT_S=300 (limits: ELASTIQ_MAX_TEXT_CHARS, ...)."""
+        """``ELASTIQ_<FIELD>``, e.g. ELASTIQ_JOB_TIME_LIMIT_S=300 (limits: ELASTIQ_MAX_TEXT_CHARS, ...);
+        ELASTIQ_REDIS_PASSWORD_FILE puts a secret file's password into the Redis URL."""
+        env = os.environ if env is None else env
         overrides.setdefault("limits", envconfig.read(Limits, "ELASTIQ_", env))
-        return envconfig.read(cls, "ELASTIQ_", env, **overrides)
+        settings = envconfig.read(cls, "ELASTIQ_", env, **overrides)
+        if env.get("ELASTIQ_REDIS_PASSWORD_FILE"):
+            return replace(settings, redis_url=with_password_file(settings.redis_url, env["ELASTIQ_REDIS_PASSWORD_FILE"]))
+        return settings
+
+
+def with_password_file(url: str, path: str) -> str:
+    """``url`` with the password read from ``path`` (a Swarm or Kubernetes secret file),
+    so the password never sits in an environment variable. A URL that already has one
+    is refused: two sources of one secret is a mistake, not a fallback."""
+    from urllib.parse import quote
+
+    try:
+        password = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"ELASTIQ_REDIS_PASSWORD_FILE {path!r} cannot be read: {exc.strerror}") from None
+    if not password:
+        raise ConfigError(f"ELASTIQ_REDIS_PASSWORD_FILE {path!r} is empty")
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise ConfigError("ELASTIQ_REDIS_URL has a password and ELASTIQ_REDIS_PASSWORD_FILE is set: use one")
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 # URL query options that would switch certificate or hostname checks off: redis-py and

@@ -56,10 +56,14 @@ def parse_args(argv) -> tuple[WorkerSettings, argparse.Namespace]:
     p.add_argument("--max-rss-mb", type=float, default=env.max_rss_mb,
                    help="recycle past this RSS: drain, finish the running jobs, exit with "
                         "code 75 (env ELASTIQ_WORKER_MAX_RSS_MB; default: no limit)")
+    p.add_argument("--exit-when-drained", action="store_true", default=env.exit_when_drained,
+                   help="exit 0 once drained (finish the running jobs, give the others back): for "
+                        "orchestrators that remove exited tasks, Swarm and Kubernetes "
+                        "(env ELASTIQ_WORKER_EXIT_WHEN_DRAINED)")
     a = p.parse_args(argv)
     settings = WorkerSettings(models=a.models, slots=a.slots, threads=a.threads, max_batch=a.max_batch,
                               max_batch_tokens=a.max_tokens, max_wait_ms=a.max_wait_ms, worker_id=a.name or "",
-                              log_level=a.loglevel, max_rss_mb=a.max_rss_mb)
+                              log_level=a.loglevel, max_rss_mb=a.max_rss_mb, exit_when_drained=a.exit_when_drained)
     return settings, a
 
 
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
     batching = {"max_batch": 1 if flags.no_batching else ws.max_batch, "max_tokens": ws.max_batch_tokens,
                 "max_wait_ms": ws.max_wait_ms, "sort_by_length": not flags.no_sort}
     return Worker(settings, registry, runtimes, state, batcher_options=batching,
-                  max_rss_mb=ws.max_rss_mb).run()
+                  max_rss_mb=ws.max_rss_mb, exit_when_drained=ws.exit_when_drained).run()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ class WorkerSettings:
     worker_id: str = field(default="", metadata=_env("ELASTIQ_WORKER_ID"))           # "": a random one
     log_level: str = field(default="INFO", metadata=_env("ELASTIQ_LOG_LEVEL"))
     max_rss_mb: float | None = field(default=None, metadata=_env("ELASTIQ_WORKER_MAX_RSS_MB"))   # None: no limit
+    # exit 0 once drained: for orchestrators that remove exited tasks (Swarm, Kubernetes)
+    exit_when_drained: bool = field(default=False, metadata=_env("ELASTIQ_WORKER_EXIT_WHEN_DRAINED"))
 
     def __post_init__(self) -> None:
         if self.slots < 1:

@@ -40,7 +40,7 @@ log = logging.getLogger("elastiq.worker")
 
 class Worker:
     def __init__(self, settings: Settings, registry, runtimes: dict, state: WorkerState, *,
-                 batcher_options: dict, max_rss_mb: float | None = None):
+                 batcher_options: dict, max_rss_mb: float | None = None, exit_when_drained: bool = False):
         self.settings = settings
         self.state = state
         self.runtimes = runtimes
@@ -58,7 +58,8 @@ class Worker:
         self.fetcher = Fetcher(self.store, state, ctx, batchers=self.batchers, suspects=self.suspects,
                                committer=self.committer, redis=self.redis, events=self.events)
         self.heartbeat = Heartbeat(self.redis, state, interval_s=settings.heartbeat_interval_s,
-                                   ttl_s=settings.heartbeat_ttl_s, on_drain=lambda: None,
+                                   ttl_s=settings.heartbeat_ttl_s,
+                                   on_drain=(lambda: self.request_stop(0)) if exit_when_drained else (lambda: None),
                                    extra=self._heartbeat_extra)
         self.reaper = Reaper(self.store, self.redis, interval_s=settings.heartbeat_interval_s,
                              grace_s=settings.heartbeat_ttl_s + settings.heartbeat_interval_s,
