@@ -9,6 +9,7 @@ reservation, so a worker never holds a job it cannot run yet.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
@@ -73,6 +74,17 @@ def _env_float(name: str) -> float | None:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def training_limits(settings: Settings, specs) -> Settings:
+    """A worker that only trains gets ``ELASTIQ_TRAIN_TIME_LIMIT_S`` (default 7200) as its job
+    time limit (soft; hard = soft + 60): a fine-tune is one long forward pass."""
+    if not specs or any(s.kind != "train" for s in specs):
+        return settings
+    limit = _env_float("ELASTIQ_TRAIN_TIME_LIMIT_S") or 7200.0
+    if limit <= 0:
+        raise ConfigError("ELASTIQ_TRAIN_TIME_LIMIT_S must be > 0")
+    return dataclasses.replace(settings, job_soft_time_limit_s=limit, job_time_limit_s=limit + 60)
+
+
 def main(argv=None) -> int:
     spawned = float(os.environ.get("ELASTIQ_SPAWNED_AT") or time.time())
     args = parse_args(argv)
@@ -82,6 +94,7 @@ def main(argv=None) -> int:
     registry = Registry.from_env()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     specs = [registry.get(n) for n in names]
+    settings = training_limits(settings, specs)
     budget = cpu_budget()
     threads = min(args.threads or budget, budget)      # never more threads than CPUs
     if args.threads > budget:
