@@ -74,8 +74,9 @@ def version_dir(name: str, version: str, root: Path | None = None) -> Path:
     return (root or store_root()) / name / version
 
 
-def verify(directory: Path) -> dict:
-    """The manifest, if every file it lists is there with its size and sha256; else refuse."""
+def verify(directory: Path, prefix: str = "") -> dict:
+    """The manifest, if every file it lists (under ``prefix``, e.g. ``edge/``) is there with its
+    size and sha256; else refuse."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -84,6 +85,8 @@ def verify(directory: Path) -> dict:
     if not isinstance(files, dict) or not files:
         raise ModelVersionError(f"{directory}: the manifest lists no files")
     for rel, want in files.items():
+        if not rel.startswith(prefix):
+            continue
         path = directory / rel
         try:
             if path.stat().st_size != want.get("size"):
