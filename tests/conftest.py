@@ -144,25 +144,10 @@ def build_tiny_classifier(path: Path, labels=("negative", "positive", "neutral")
     return path
 
 
-def build_tiny_encoder(path: Path, layers: int = 4) -> Path:
-    """A random small BERT encoder (hidden 32) with MiniLM's tokenizer: a base to fine-tune fast."""
-    import torch
-    import transformers
-
-    from elastiq.registry import DEFAULT_MODELS
-
-    tok = transformers.AutoTokenizer.from_pretrained(str(DEFAULT_MODELS["minilm"].resolve_path()),
-                                                     local_files_only=True)
-    config = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory):
+    from training.tiny import build_tiny_encoder
+
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
