@@ -124,3 +124,24 @@ class EdgeClient:
 
 def _scores(labels, row) -> dict:
     return {labels[k]: round(float(row[k]), 6) for k in range(len(labels))}
+
+
+def main(argv=None) -> int:
+    """``elastiq edge NAME TEXT... [--threshold X] [--cloud-model M]``: classify on the edge,
+    escalating what it is unsure of; one JSON answer per line."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="elastiq edge", description="edge client: local when sure, else the pool")
+    p.add_argument("name")
+    p.add_argument("texts", nargs="+")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--cloud-model")
+    a = p.parse_args(argv)
+    edge = EdgeClient(a.name, cloud_model=a.cloud_model, threshold=a.threshold)
+    try:
+        for text, answer in zip(a.texts, edge.classify(a.texts)):
+            print(json.dumps({"text": text, **answer}))
+    finally:
+        edge.close()
+    return 0

@@ -86,3 +86,33 @@ def submit_train(client, dataset: str, base: str, **hyper) -> TrainJob:
     spec = trainspec.parse({"dataset": dataset, "base": base, **hyper, "run_id": job_id}, client.registry)
     client.submit_many(trainspec.TRAIN_MODEL, [[spec.to_json()]], job_ids=[job_id])
     return TrainJob(client, job_id, trainspec.TRAIN_MODEL)
+
+
+def main(argv=None) -> int:
+    """``elastiq train --dataset D --base B [--epochs N] [--lr X] [--max-train N] [--name N]
+    [--publish] [--no-wait] [--json]``: queue a fine-tune; show its progress; print the version."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="elastiq train", description="fine-tune in the pool (a 'train' worker runs it)")
+    p.add_argument("--dataset", default="rotten_tomatoes")
+    p.add_argument("--base", default="minilm")
+    p.add_argument("--name", default="sentiment")
+    for flag, kind in (("--epochs", int), ("--lr", float), ("--batch-size", int), ("--max-train", int),
+                       ("--max-eval", int), ("--student-layers", int), ("--student-epochs", int), ("--seed", int)):
+        p.add_argument(flag, type=kind)
+    p.add_argument("--publish", action="store_true", help="make the new version current at once")
+    p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    hyper = {k: v for k, v in vars(a).items() if v is not None and k not in (
+        "dataset", "base", "no_wait", "json", "publish")}
+    from producer import Client
+
+    with Client() as c:
+        job = c.train(a.dataset, a.base, publish=a.publish, **hyper)
+        if a.no_wait:
+            print(job.id)
+            return 0
+        out = job.wait(progress=not a.json)
+    print(json.dumps(out, indent=None if a.json else 1))
+    return 0

@@ -55,3 +55,26 @@ def test_edge_client_answers_locally_or_escalates_without_torch(redis_url, edge_
             assert a["edge_confidence"] < out["threshold"] and a["label"] in ("negative", "positive")
     assert (tmp_path / "edge" / "rt" / manifest["version"] / "edge" / "model.onnx").is_file()
     assert not (tmp_path / "edge" / "rt" / manifest["version"] / "cloud").exists()
+
+
+def test_models_cli_list_publish_rollback(redis_url, edge_env, redis, capsys):  # noqa: F811
+    from elastiq.cli import main
+    from elastiq.registry import Registry
+    from elastiq.trainspec import parse
+    from training import run
+
+    reg = Registry.from_env()
+    made = [run.run(parse({"dataset": "rotten_tomatoes", "base": "tiny-enc", **SMALL, "seed": s,
+                           "student_layers": 0}, reg), reg, store=edge_env)["version"] for s in (1, 2)]
+    assert main(["models", "rollback", "rt"]) == 1                       # nothing to roll back to
+    assert main(["models", "publish", "rt", "v-missing"]) == 1            # not in the store
+    for v in made:
+        assert main(["models", "publish", "rt", v, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["rt"]
+    assert listed["current"] == made[1] and listed["history"] == [made[0]] and set(listed["versions"]) == set(made)
+    assert listed["versions"][made[0]]["lineage"]["hyper_parameters"]["seed"] == 1
+    assert main(["models", "rollback", "rt"]) == 0
+    assert redis.get("elastiq:current:rt") == made[0]
+    assert main(["models", "list"]) == 0 and f"* {made[0]}" in capsys.readouterr().out
