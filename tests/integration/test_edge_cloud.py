@@ -87,7 +87,7 @@ def test_train_publish_switch_rollback_and_refuse(redis_url, edge_env, workers, 
         feeder.start()
         try:
             v2 = c.train(dataset="rotten_tomatoes", base="tiny-enc", publish=True, seed=2, **SMALL).wait(
-                timeout=240, progress=False)
+                timeout=240, progress=True)             # the client's progress bar (tqdm, stderr)
             assert v2["version"] != v1["version"]
             assert _wait(lambda: _current_versions(redis) == {v2["version"]}), _current_versions(redis)
             status = collect_status(redis, Registry.from_env(), time.time())
