@@ -100,7 +100,7 @@ def _versions(beat: dict) -> dict:
     out = {}
     for model, e in (beat.get("engines") or {}).items():
         if isinstance(e, dict) and e.get("version"):
-            out[model] = {"version": e["version"], "loading": e.get("loading"), "refused": e.get("refused") or {}}
+            out[model] = {"version": e["version"], "refused": e.get("refused") or {}}
     return out
 
 

@@ -7,9 +7,10 @@ single job. A watcher thread polls ``elastiq:current:<name>`` (every
 ``ELASTIQ_VERSION_POLL_S``, default 0.5 s) and also wakes on the
 ``elastiq:model-updates`` channel; when the current version changes -- a publish or a
 rollback -- it loads and checks the new one *in the background* while the old one keeps
-serving. The batcher switches at the start of its next batch (:meth:`encode` pins the
-model for the thread's batch; :meth:`forward` uses the pinned one), so a batch is never
-split across versions and no job waits or is dropped. A version failing its checks is
+serving, then swaps it in. A batch runs on the version its :meth:`encode` pinned (the
+batcher's and the suspect runner's threads each pin their own; :meth:`forward` uses the
+pinned one), so the switch happens between batches: a batch is never split across
+versions and no job waits or is dropped. A version failing its checks is
 refused: the old one keeps serving, and the reason is in the log and the heartbeat
 (``refused``). Every output carries the version that computed it; the committer writes
 it into the result as ``model_version``.
@@ -51,7 +52,6 @@ class VersionedRuntime(ClassifyRuntime):
         self.refused: dict[str, str] = {}
         self.switches = 0
         self._local = threading.local()
-        self._next: Loaded | None = None
         self._wake = threading.Event()
         version = self.redis.get(contract.current_key(self.store_name))
         if not version:
@@ -98,30 +98,27 @@ class VersionedRuntime(ClassifyRuntime):
                 threading.Event().wait(1.0)
 
     def check_once(self) -> str | None:
-        """Load the current version if it is new (in this thread); the version now pending."""
+        """Load the current version if it is new (in this thread); the version switched to."""
         target = self.redis.get(contract.current_key(self.store_name))
-        pending = self._next.version if self._next else self.active.version
-        if not target or target == pending or target in self.refused:
+        if not target or target == self.active.version or target in self.refused:
             return None
         try:
-            self._next = self._load(target)
+            loaded = self._load(target)
         except (ModelVersionError, OSError) as exc:
             self.refused[target] = str(exc)
             log.error("model %s: version %s refused, still serving %s: %s", self.name, target,
                       self.active.version, exc)
             return None
+        self.backend = _Labels(dict(enumerate(loaded.model.labels)))
+        self.active = loaded          # the next batch's encode() pins it; a running batch keeps its own
+        self.switches += 1
+        log.info("model %s: now serving version %s", self.name, target)
         return target
 
     # -- the batcher's side
 
     def encode(self, texts):
-        nxt = self._next
-        if nxt is not None:
-            self.active, self._next = nxt, None
-            self.backend = _Labels(dict(enumerate(nxt.model.labels)))
-            self.switches += 1
-            log.info("model %s: now serving version %s", self.name, nxt.version)
-        self._local.pinned = pinned = self.active
+        self._local.pinned = pinned = self.active      # this thread's batch runs on one version
         return pinned.model.tokenize(texts)
 
     def forward(self, ids):
@@ -140,7 +137,7 @@ class VersionedRuntime(ClassifyRuntime):
     def describe(self) -> dict:
         return {"kind": self.kind, "engine": self.engine, "quantize": None, "fallback_reason": None,
                 "version": self.active.version, "store_name": self.store_name,
-                "loading": self._next.version if self._next else None, "switches": self.switches,
+                "switches": self.switches,
                 "refused": dict(list(self.refused.items())[-5:])}
 
 
