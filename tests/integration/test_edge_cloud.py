@@ -82,6 +82,9 @@ def test_train_publish_switch_rollback_and_refuse(redis_url, edge_env, workers, 
         assert job.progress()["phase"] == "done"
         ids = workers.start("rt", 2, slots=8, threads=1)
         assert _current_versions(redis) == {v1["version"]}
+        beats = read_heartbeats(redis)
+        assert "torch" in beats[[w for w in beats if w not in ids][0]]["heavy_modules"]      # the trainer
+        assert all("torch" not in beats[w]["heavy_modules"] for w in ids)    # serving: onnxruntime only
         stop, jobs = threading.Event(), []
         feeder = threading.Thread(target=_stream, args=(c, stop, jobs))
         feeder.start()
