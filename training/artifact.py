@@ -130,7 +130,7 @@ def _edge(staging, edge, tok, texts, torch_ref, val, cloud_val_probs, target_dro
     figures["int8_label_agreement_to_torch"] = round(float((got.argmax(1) == torch_ref.argmax(1)).mean()), 4)
     manifest["parity"]["edge"] = {"precision": "int8", "texts": texts, "probs": np.round(got, 7).tolist()}
     labels = np.asarray([e.label for e in val])
-    edge_val = graph.predict([e.text for e in val])
+    edge_val = graph.predict([e.text for e in val], batch=1)        # as the edge client runs it
     chosen = cascade.choose_threshold(edge_val.max(1).tolist(), (edge_val.argmax(1) == labels).tolist(),
                                       (cloud_val_probs.argmax(1) == labels).tolist(), target_drop)
     manifest["metrics"]["edge_val_accuracy"] = round(chosen["edge_accuracy"], 5)
