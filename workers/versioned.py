@@ -53,17 +53,25 @@ class VersionedRuntime(ClassifyRuntime):
         self.switches = 0
         self._local = threading.local()
         self._wake = threading.Event()
-        version = self.redis.get(contract.current_key(self.store_name))
-        if not version:
-            raise ModelLoadError(f"model {spec.name!r}: no published version of {self.store_name!r} "
-                                 "(`elastiq models publish NAME VERSION`)")
-        try:
-            self.active = self._load(version)
-        except ModelVersionError as exc:
-            raise ModelLoadError(f"model {spec.name!r}: the current version is refused: {exc}") from None
+        self.active = self._first_servable()
         self.backend = _Labels(dict(enumerate(self.active.model.labels)))    # what postprocess reads
         self._thread = threading.Thread(target=self._watch, name=f"versions-{spec.name}", daemon=True)
         self._thread.start()
+
+    def _first_servable(self) -> Loaded:
+        """The current version; if it is refused, the newest earlier one that passes (a worker
+        started while a corrupt version is current serves the last good one, never the bad)."""
+        current = self.redis.get(contract.current_key(self.store_name))
+        if not current:
+            raise ModelLoadError(f"model {self.name!r}: no published version of {self.store_name!r} "
+                                 "(`elastiq models publish NAME VERSION`)")
+        for version in [current, *self.redis.lrange(contract.history_key(self.store_name), 0, -1)]:
+            try:
+                return self._load(version)
+            except (ModelVersionError, OSError) as exc:
+                self.refused[version] = str(exc)
+                log.error("model %s: version %s refused: %s", self.name, version, exc)
+        raise ModelLoadError(f"model {self.name!r}: every published version is refused: {self.refused}")
 
     def _load(self, version: str) -> Loaded:
         directory = modelstore.version_dir(self.store_name, version, self.root)

@@ -104,7 +104,11 @@ def test_train_publish_switch_rollback_and_refuse(redis_url, edge_env, workers, 
             assert _wait(lambda: all(bad in (e.get("refused") or {}) for b in read_heartbeats(redis).values()
                                      for e in (b.get("engines") or {}).values() if e.get("version")))
             assert _current_versions(redis) == {v2["version"]}          # still serving the good one
+            late = workers.start("rt", 1, slots=8, threads=1)[0]         # starts while the bad one is current
+            beat = read_heartbeats(redis)[late]["engines"]["rt"]
+            assert beat["version"] == v1["version"] and bad in beat["refused"]   # the newest good one in history
             redis.set(contract.current_key("rt"), v2["version"])
+            assert _wait(lambda: _current_versions(redis) == {v2["version"]})
             back = modelstore.Versions(redis, edge_env).rollback("rt")
             assert back["version"] == v1["version"]
             assert _wait(lambda: _current_versions(redis) == {v1["version"]})
