@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from tests.conftest import ROOT
 from tests.integration.test_edge_cloud import SMALL, edge_env  # noqa: F401 - the fixture
@@ -55,6 +56,24 @@ def test_edge_client_answers_locally_or_escalates_without_torch(redis_url, edge_
             assert a["edge_confidence"] < out["threshold"] and a["label"] in ("negative", "positive")
     assert (tmp_path / "edge" / "rt" / manifest["version"] / "edge" / "model.onnx").is_file()
     assert not (tmp_path / "edge" / "rt" / manifest["version"] / "cloud").exists()
+    # the HTTP gateway passes the version through (sync and async job views)
+    import httpx
+
+    from tests.integration.gateway_server import GatewayProcess
+
+    gw = GatewayProcess(redis_url, tmp_path).start()
+    try:
+        r = httpx.post(gw.url + "/v1/models/rt/infer", headers=gw.headers, json={"inputs": ["great"]}, timeout=30)
+        assert r.status_code == 200 and r.json()["model_version"] == manifest["version"]
+        job = httpx.post(gw.url + "/v1/models/rt/jobs", headers=gw.headers, json={"inputs": ["bad"]}).json()
+        for _ in range(100):
+            view = httpx.get(gw.url + f"/v1/jobs/{job['job_id']}", headers=gw.headers).json()
+            if view["status"] == "done":
+                break
+            time.sleep(0.1)
+        assert view["result"]["model_version"] == manifest["version"]
+    finally:
+        gw.stop()
 
 
 def test_models_cli_list_publish_rollback(redis_url, edge_env, redis, capsys):  # noqa: F811
