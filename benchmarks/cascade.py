@@ -96,7 +96,7 @@ def _version(st, store: Path, base: str, smoke: bool) -> tuple[str, dict]:
 
 
 def _measure(st, store, version, manifest, test, base, smoke) -> dict:
-    from elastiq import cascade, modelstore
+    from elastiq import cascade
     from producer.edge import EdgeClient
 
     texts, labels = [e.text for e in test], [e.label for e in test]
