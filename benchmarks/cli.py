@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "engine":     "torch fp32 vs onnx fp32 vs onnx int8: texts/s, held-out cosine, RSS, spawn -> result",
     "reaction":   "autoscaler: burst → decision → new worker ready → consuming",
     "gateway":    "HTTP gateway ÷ Python client throughput, and added p50, concurrency 64",
+    "cascade":    "edge/cloud cascade on the test split: accuracy, escalation, edge vs cloud CPU/text, frozen-LR baseline",
     "capacity":   "jobs/s of 1, 2 and 4 workers on this host, and a job alone (simulator calibration)",
 }
 

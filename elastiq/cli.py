@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "supervise": ("autoscaler.supervisor:main", "keep N local workers per model running (used by `up`)"),
     "plot":      ("autoscaler.plot:main", "render a recorded scaling timeline as a PNG"),
     "simulate":  ("autoscaler.simulator.cli:main", "replay a trace against scaling policies"),
+    "train":     ("producer.training:main", "fine-tune in the pool, show progress, print the new model version"),
+    "edge":      ("producer.edge:main", "edge client: answer locally when sure, escalate the rest to the pool"),
+    "models":    ("elastiq.models_cli:main", "model versions: list | publish NAME VERSION | rollback NAME [--json]"),
     "bench":     ("benchmarks.cli:main", "run a benchmark, write JSON (and a PNG)"),
     "gateway":   ("gateway.cli:main", "the HTTP gateway: OpenAI-compatible embeddings + job endpoints"),
 }

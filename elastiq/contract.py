@@ -108,3 +108,21 @@ def published_at(headers: dict) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+# Model versions (elastiq/modelstore.py): name -> versions, current, and the versions it replaced.
+VERSIONS_PREFIX = "elastiq:versions:"     # + name -> hash {version: JSON summary}
+CURRENT_PREFIX = "elastiq:current:"       # + name -> the version served now
+HISTORY_PREFIX = "elastiq:history:"       # + name -> list of versions replaced by a publish, newest first
+MODEL_UPDATES = "elastiq:model-updates"   # pub/sub: JSON {name, version, action} on publish/rollback
+
+
+def versions_key(name: str) -> str:
+    return VERSIONS_PREFIX + name
+
+
+def current_key(name: str) -> str:
+    return CURRENT_PREFIX + name
+
+
+def history_key(name: str) -> str:
+    return HISTORY_PREFIX + name

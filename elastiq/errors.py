@@ -42,6 +42,18 @@ class BadParamsError(ValidationError):
     """An unknown or invalid job parameter."""
 
 
+class UnknownDatasetError(ValidationError):
+    """A training job names a dataset that is not known (elastiq/datasets.py)."""
+
+
+class BadHyperParamsError(BadParamsError):
+    """A training job's hyper-parameters are out of range or of the wrong type."""
+
+
+class ModelVersionError(ElastiqError):
+    """A model version is unknown, or its artifact failed its hash or parity check."""
+
+
 # --- what happened to a job
 
 
@@ -92,7 +104,8 @@ BY_NAME: dict[str, type[ElastiqError]] = {
     cls.__name__: cls
     for cls in (
         ElastiqError, ConfigError, ValidationError, UnknownModelError, EmptyInputError,
-        InputTypeError, InputTooLargeError, BadParamsError, JobError, JobFailedError,
+        InputTypeError, InputTooLargeError, BadParamsError, UnknownDatasetError, BadHyperParamsError,
+        ModelVersionError, JobError, JobFailedError,
         JobTimeoutError, JobExpiredError, JobCancelledError, DeadLetteredError, ModelLoadError,
         BrokerUnavailableError,
     )

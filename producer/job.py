@@ -19,6 +19,7 @@ class Result:
     model: str
     outputs: list[Any]
     timings: dict[str, Any]
+    model_version: str | None = None      # the published version that answered (store: models)
 
 
 class Job:
@@ -72,7 +73,8 @@ class Job:
             return False
         value = meta.get("result")
         if status == "SUCCESS" and isinstance(value, dict) and "outputs" in value:
-            self._result = Result(self.id, self.model, value["outputs"], value.get("timings") or {})
+            self._result = Result(self.id, self.model, value["outputs"], value.get("timings") or {},
+                                  value.get("model_version"))
         else:
             self._error = error_from(status, value, self.id)
         return True

@@ -145,6 +145,13 @@ def build_tiny_classifier(path: Path, labels=("negative", "positive", "neutral")
 
 
 @pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory):
+    from training.tiny import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="session")
 def tiny_classifier(tmp_path_factory):
     return build_tiny_classifier(tmp_path_factory.mktemp("tiny-classifier"))
 

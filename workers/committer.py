@@ -117,6 +117,9 @@ class Committer(threading.Thread):
             "inference_ms": round(info.inference_ms, 3), "batch_size": info.batch_size,
             "worker": self.state.worker_id, "started_at": started, "finished_at": self.clock(),
             "reserved_at": job.reserved_at, "deliveries": job.deliveries}}
+        version_of = getattr(runtime, "version_of", None)
+        if version_of is not None:                # a published model version (workers/versioned.py)
+            value["model_version"] = version_of(raw)
         return Outcome(job.held.field, job.job_id, results.success(job.job_id, value), contract.DONE, job.queue)
 
     def _failure(self, job: Job, exc: BaseException) -> Outcome:

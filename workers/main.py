@@ -9,6 +9,7 @@ reservation, so a worker never holds a job it cannot run yet.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
@@ -67,6 +68,14 @@ def parse_args(argv) -> tuple[WorkerSettings, argparse.Namespace]:
     return settings, a
 
 
+def training_limits(settings: Settings, specs, limit_s: float) -> Settings:
+    """A worker that only trains gets ``ELASTIQ_TRAIN_TIME_LIMIT_S`` (default 7200) as its job
+    time limit (soft; hard = soft + 60): a fine-tune is one long forward pass."""
+    if not specs or any(s.kind != "train" for s in specs):
+        return settings
+    return dataclasses.replace(settings, job_soft_time_limit_s=limit_s, job_time_limit_s=limit_s + 60)
+
+
 def main(argv=None) -> int:
     spawned = float(os.environ.get("ELASTIQ_SPAWNED_AT") or time.time())
     ws, flags = parse_args(argv)
@@ -76,6 +85,7 @@ def main(argv=None) -> int:
     registry = Registry.from_env()
     names = ws.model_names
     specs = [registry.get(n) for n in names]
+    settings = training_limits(settings, specs, ws.train_time_limit_s)
     budget = cpu_budget()
     threads = min(ws.threads or budget, budget)      # never more threads than CPUs
     if ws.threads > budget:

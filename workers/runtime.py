@@ -157,10 +157,23 @@ def heavy_modules() -> list[str]:
 KIND_CLASSES = {"embed": EmbedRuntime, "classify": ClassifyRuntime, "debug": DebugRuntime}
 
 
+def runtime_class(spec: ModelSpec) -> type[Runtime]:
+    """Published versions (``store:``) and training import their modules only when asked for."""
+    if spec.kind == "train":
+        from workers.train_runtime import TrainRuntime
+
+        return TrainRuntime
+    if spec.kind == "classify" and spec.versioned:
+        from workers.versioned import VersionedRuntime
+
+        return VersionedRuntime
+    return KIND_CLASSES[spec.kind]
+
+
 def load(spec: ModelSpec, threads: int = 1) -> Runtime:
     """Load ``spec`` for a process given ``threads`` CPUs (the engine's intra-op threads)."""
     started = time.monotonic()
-    runtime = KIND_CLASSES[spec.kind](spec, threads)
+    runtime = runtime_class(spec)(spec, threads)
     log.info("loaded model %s (%s, engine %s) in %.2fs", spec.name, spec.kind, runtime.engine or "-",
              time.monotonic() - started)
     return runtime

@@ -31,6 +31,8 @@ class WorkerSettings:
     max_rss_mb: float | None = field(default=None, metadata=_env("ELASTIQ_WORKER_MAX_RSS_MB"))   # None: no limit
     # exit 0 once drained: for orchestrators that remove exited tasks (Swarm, Kubernetes)
     exit_when_drained: bool = field(default=False, metadata=_env("ELASTIQ_WORKER_EXIT_WHEN_DRAINED"))
+    # the job time limit of a worker that only trains (soft; hard = soft + 60 s)
+    train_time_limit_s: float = field(default=7200.0, metadata=_env("ELASTIQ_TRAIN_TIME_LIMIT_S"))
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -43,6 +45,8 @@ class WorkerSettings:
             raise ConfigError(f"ELASTIQ_MAX_WAIT_MS must be >= 0, got {self.max_wait_ms}")
         if self.max_rss_mb is not None and self.max_rss_mb <= 0:
             raise ConfigError("ELASTIQ_WORKER_MAX_RSS_MB must be > 0")
+        if self.train_time_limit_s <= 0:
+            raise ConfigError(f"ELASTIQ_TRAIN_TIME_LIMIT_S must be > 0, got {self.train_time_limit_s}")
         if not [m for m in self.models.split(",") if m.strip()]:
             raise ConfigError("ELASTIQ_WORKER_MODELS / --models names no model")
 

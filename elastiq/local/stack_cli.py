@@ -83,7 +83,8 @@ def collect_status(r, registry: Registry, now: float) -> dict:
     workers = [{"worker_id": w, "queues": b.get("queues"), "ready": b.get("ready"),
                 "draining": b.get("draining"), "busy": b.get("busy"), "slots": b.get("slots"),
                 "rss_mb": b.get("rss_mb"), "done": b.get("done"), "failed": b.get("failed"),
-                "cold_start_s": b.get("cold_start_s")} for w, b in sorted(beats.items())]
+                "cold_start_s": b.get("cold_start_s"), "versions": _versions(b)}
+               for w, b in sorted(beats.items())]
     dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
     exits = recent_exits(r, 20)
     supervised = json.loads(r.get(contract.SUPERVISOR_KEY) or "{}")
@@ -93,6 +94,15 @@ def collect_status(r, registry: Registry, now: float) -> dict:
                                                    and now - float(e.get("at") or 0) < 60),
                       "latest": exits[:10]},
             "supervisor": supervised}
+
+
+def _versions(beat: dict) -> dict:
+    """model -> the published version a worker serves (and what it refused), from its heartbeat."""
+    out = {}
+    for model, e in (beat.get("engines") or {}).items():
+        if isinstance(e, dict) and e.get("version"):
+            out[model] = {"version": e["version"], "refused": e.get("refused") or {}}
+    return out
 
 
 def status(argv=None) -> int:
@@ -117,7 +127,9 @@ def status(argv=None) -> int:
     for w in s["workers"]:
         st = "draining" if w["draining"] else ("ready" if w["ready"] else "starting")
         print(f"{w['worker_id']:<34}{str(bool(w['ready'])):>7}{str(w['busy']) + '/' + str(w['slots']):>12}"
-              f"{w['rss_mb'] or 0:>9.0f}{w['done'] or 0:>8}  {st}")
+              f"{w['rss_mb'] or 0:>9.0f}{w['done'] or 0:>8}  {st}"
+              + "".join(f"  {m}@{v['version']}" + (f" (refused {', '.join(v['refused'])})" if v["refused"] else "")
+                        for m, v in w.get("versions", {}).items()))
     d = s["dead_letters"]
     print(f"\ndead letters: {d['count']}")
     for e in d["latest"][:5]:

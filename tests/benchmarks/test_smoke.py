@@ -58,7 +58,7 @@ def test_cli_lists_benchmarks(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize", "engine",
-                 "capacity", "gateway"):
+                 "capacity", "gateway", "cascade"):
         assert name in text
 
 
@@ -196,3 +196,20 @@ def test_engine(tmp_path):
     assert r["throughput"]["torch-fp32"]["32"]["speedup"] == 1.0
     for s in r["spawn"].values():
         assert 0 < s["ready_s"] <= s["first_result_s"] and s["worker_rss_mb"] > 50
+
+
+@pytest.mark.slow
+def test_cascade(tmp_path):
+    """Trains a tiny version in the pool, serves it, runs the real EdgeClient on a test slice."""
+    r = bench("cascade", tmp_path, png=True)
+    s = r["settings"]
+    assert s["test_size"] == 60 and s["version"].startswith("v") and s["base"] == "tiny-enc"
+    assert "validation" in s["threshold_selection"]["target"]
+    assert set(s["splits"]) == {"train", "validation", "test"}
+    a = r["accuracy"]
+    assert all(0 <= a[k] <= 1 for k in ("cloud", "edge", "cascade", "frozen_lr"))
+    assert 0 <= r["escalated"] <= 1 and len(r["curve"]) >= 2
+    assert r["curve"][-1]["escalated"] == 1.0 and r["curve"][-1]["accuracy"] == pytest.approx(a["cloud"])
+    cpu = r["cpu_ms_per_text"]
+    assert cpu["cloud"]["batch_1"] > 0 and cpu["edge"]["batch_1"] > 0
+    assert r["baseline_lr"]["train_size"] == 160 and set(r["meets"]) >= {"cloud_beats_frozen_lr", "escalated_le_35pct"}

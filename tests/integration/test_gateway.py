@@ -120,7 +120,7 @@ def test_models_health_metrics_and_no_torch(gateway, redis_url):
     h, url = gateway.headers, gateway.url
     models = httpx.get(url + "/v1/models", headers=h).json()
     assert {m["id"]: m["kind"] for m in models["data"]} == {"minilm": "embed", "tiny-clf": "classify",
-                                                             "debug": "debug"}
+                                                             "debug": "debug", "train": "train"}
     health = httpx.get(url + "/healthz")                       # no token needed
     assert health.status_code == 200 and health.json()["redis"] is True
     metrics = httpx.get(url + "/metrics", headers=h)

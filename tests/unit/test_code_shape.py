@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("elastiq", "producer", "workers", "gateway", "autoscaler", "benchmarks", "compose")
+PACKAGES = ("elastiq", "producer", "workers", "training", "gateway", "autoscaler", "benchmarks", "compose")
 MAX_FUNCTION_LINES = 50
 
 

@@ -6,6 +6,8 @@
     elastiq.local                   the local stack: up/down/status/demo, flower
     autoscaler  gateway             the parts; the gateway submits through the producer,
     workers     producer              the autoscaler's live replay too
+    training                        fine-tuning (torch), run by train workers
+    workers.engines                 export, parity, onnx/torch engines (the engine CLI is a worker part)
     elastiq.local.procs             process plumbing: start redis-server / workers
     elastiq                         the contract floor: names, messages, settings, errors
 
@@ -26,7 +28,9 @@ GROUPS = {
     "floor": ["elastiq"],
     "procs": ["elastiq.local.procs"],
     "producer": ["producer"],
-    "workers": ["workers"],
+    "workers": ["workers", "workers.engines.cli"],
+    "engines": ["workers.engines"],
+    "training": ["training"],
     "gateway": ["gateway"],
     "autoscaler": ["autoscaler"],
     "local": ["elastiq.local"],
@@ -38,14 +42,16 @@ ALLOWED = {
     "floor": set(),
     "procs": {"floor"},
     "producer": {"floor"},
-    "workers": {"floor"},
+    "engines": {"floor"},
+    "training": {"floor", "engines"},
+    "workers": {"floor", "engines", "training"},
     "gateway": {"floor", "producer"},
     "autoscaler": {"floor", "procs", "producer"},
     "local": {"floor", "procs", "producer", "autoscaler"},
     "live": {"floor", "procs", "producer", "autoscaler", "local"},
     "cli": {"floor", "local"},
-    "benchmarks": {"floor", "procs", "producer", "workers", "gateway", "autoscaler", "local",
-                   "live"},
+    "benchmarks": {"floor", "procs", "producer", "workers", "engines", "training", "gateway", "autoscaler",
+                   "local", "live"},
 }
 PREFIXES = sorted(((p, g) for g, ps in GROUPS.items() for p in ps), key=lambda x: -len(x[0]))
 
@@ -98,7 +104,7 @@ def violations(paths) -> list[str]:
 
 
 def package_files():
-    for top in ("elastiq", "producer", "workers", "gateway", "autoscaler", "benchmarks"):
+    for top in ("elastiq", "producer", "workers", "training", "gateway", "autoscaler", "benchmarks"):
         yield from (ROOT / top).rglob("*.py")
 
 

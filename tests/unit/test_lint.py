@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("elastiq", "producer", "workers", "autoscaler", "gateway", "benchmarks", "compose", "tests")
+PACKAGES = ("elastiq", "producer", "workers", "training", "autoscaler", "gateway", "benchmarks", "compose", "tests")
 NOQA = re.compile(r"#\s*noqa\b(?P<rest>.*)$")
 JUSTIFIED = re.compile(r"^:\s*[A-Z]+[0-9]+(\s*,\s*[A-Z]+[0-9]+)*\s+-\s+\S")
 
