@@ -77,18 +77,7 @@ def main(argv=None) -> int:
     config = PolicyConfig.from_env()
     redis = redis_client(settings)
     backend = make_backend(args.backend, redis)
-    writer = None
-    if args.timeline:
-        from autoscaler.timeline import TimelineWriter
-
-        writer = TimelineWriter(args.timeline)
-    metrics = None
-    if args.metrics_port:
-        from autoscaler.metrics import Metrics
-
-        metrics = Metrics(args.metrics_port, args.metrics_addr)
-
-    board = _desired_board(args)
+    writer, metrics, board = _outputs(args)
 
     def record(row: dict) -> None:
         if board:
@@ -102,13 +91,8 @@ def main(argv=None) -> int:
     groups = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.backend == "none":
         args.dry_run = True            # decide only: the orchestrator acts on /desired
-    reap = None
-    if not args.dry_run or args.backend == "none":     # reaping dead workers' jobs is always safe
-        from elastiq.reservations import Reservations, reap_dead
-
-        store = Reservations(redis)
-        grace = settings.heartbeat_ttl_s + settings.heartbeat_interval_s
-        reap = lambda: reap_dead(store, redis, grace_s=grace)  # noqa: E731
+    # reaping dead workers' jobs is always safe; a dry run other than `none` touches nothing
+    reap = _reaper(settings, redis) if not args.dry_run or args.backend == "none" else None
     controller = Controller(redis=redis, backend=backend, groups=groups, config=config,
                             drain_timeout_s=args.drain_timeout_s, dry_run=args.dry_run,
                             record=record, metrics=metrics, reap=reap)
@@ -131,6 +115,28 @@ def main(argv=None) -> int:
         if writer:
             writer.close()
     return 0
+
+
+def _outputs(args):
+    """The timeline writer, the Prometheus metrics and the /desired board (each None if off)."""
+    writer = metrics = None
+    if args.timeline:
+        from autoscaler.timeline import TimelineWriter
+
+        writer = TimelineWriter(args.timeline)
+    if args.metrics_port:
+        from autoscaler.metrics import Metrics
+
+        metrics = Metrics(args.metrics_port, args.metrics_addr)
+    return writer, metrics, _desired_board(args)
+
+
+def _reaper(settings: Settings, redis):
+    from elastiq.reservations import Reservations, reap_dead
+
+    store = Reservations(redis)
+    grace = settings.heartbeat_ttl_s + settings.heartbeat_interval_s
+    return lambda: reap_dead(store, redis, grace_s=grace)
 
 
 def _desired_board(args):
