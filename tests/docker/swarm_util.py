@@ -218,3 +218,19 @@ def set_replicas(client, service_id: str, replicas: int) -> None:
                               name=spec["Name"], labels=spec.get("Labels"),
                               mode={"Replicated": {"Replicas": replicas}}, update_config=spec.get("UpdateConfig"),
                               rollback_config=spec.get("RollbackConfig"), endpoint_spec=spec.get("EndpointSpec"))
+
+
+def assert_drained_then_removed(log: str, watcher: TaskWatcher) -> None:
+    """The decision log shows every removed worker drained first, and every task that ended
+    exited 0 on its own (COMPLETE): none was stopped by Swarm while it ran."""
+    import re
+
+    removed = [(m.start(), m.group(1)) for m in re.finditer(r"remove the drained and exited (.+?)[);]", log)]
+    assert removed, log[-3000:]
+    for at, ids in removed:
+        for wid in ids.split(", "):
+            assert f"draining {wid}" in log[:at], f"{wid} removed before it was drained"
+    ended = watcher.ended()
+    assert ended, "no task was seen ending"
+    stopped = {k: v for k, v in ended.items() if (v["state"], v["exit"]) != ("complete", 0)}
+    assert not stopped, f"Swarm stopped a task instead of removing a finished one: {stopped}"

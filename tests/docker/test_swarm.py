@@ -8,7 +8,6 @@ engine only through the services-scope socket proxy, which refuses the bystander
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -22,6 +21,7 @@ from tests.docker.conftest import wait_for
 from tests.docker.swarm_util import (
     Autoscaler,
     TaskWatcher,
+    assert_drained_then_removed,
     docker,
     job_records,
     live_tasks,
@@ -65,35 +65,12 @@ def test_swarm_scale_up_drain_scale_in_manual_scale_and_kill(docker_client, imag
             wait_for(lambda: client.submit("minilm", ["warm up"]).result(timeout=120), 180, "a first result")
             print(f"service created -> first result: {time.monotonic() - t0:.1f}s")
 
-            # 1. a burst: scale-up, every job answered once, none re-delivered
-            jobs = _burst(client, 300, "b1")
-            peak = 0
-            results = []
-            for job in jobs:
-                results.append(job.result(timeout=120))
-                peak = max(peak, replicas_of(docker_client, svc.id))
-            records = _check_answered_once(redis, jobs, results)
-            assert peak >= 2, f"never scaled up: peak replicas {peak}\n{scaler.log()[-3000:]}"
-            assert all(rec.get("deliveries") == "1" for rec in records), "a job ran twice (interrupted)"
-            served_by = {rec["worker"] for rec in records}
-            assert len(served_by) >= 2, f"one worker served the whole burst: {served_by}"
-            print(f"burst 1: peak {peak} replicas, served by {len(served_by)} workers")
-
+            _burst_scales_up(docker_client, client, redis, svc, scaler)      # 1.
             # 2. scale-in: drain first, then the replica count goes down and Swarm removes
             #    the finished task -- which exited 0 on its own, it was not stopped
             wait_for(lambda: replicas_of(docker_client, svc.id) == 1 and
                      len(live_tasks(docker_client, svc.id)) == 1, 150, "scale back in to 1", interval_s=1)
-            log = scaler.log()
-            drained = re.findall(r"draining (\S+)", log)
-            removed = [(m.start(), m.group(1)) for m in re.finditer(r"remove the drained and exited (.+?)\)", log)]
-            assert drained and removed, log[-3000:]
-            for at, ids in removed:
-                for wid in ids.split(", "):
-                    assert wid in drained and log.index(f"draining {wid}") < at, f"{wid} removed before it was drained"
-            ended = watcher.ended()
-            assert ended, "no task was seen ending"
-            stopped = {k: v for k, v in ended.items() if (v["state"], v["exit"]) != ("complete", 0)}
-            assert not stopped, f"Swarm stopped a task instead of removing a finished one: {stopped}"
+            assert_drained_then_removed(scaler.log(), watcher)
 
             # 3. a manual scale is adopted as the current count, not undone
             docker("service", "scale", "--detach", f"{uid}-worker=3")
@@ -111,20 +88,7 @@ def test_swarm_scale_up_drain_scale_in_manual_scale_and_kill(docker_client, imag
             print(f"burst 2: killed {busy[:12]}, {len(again)} job(s) delivered again and answered")
             assert again, "the killed worker held no job: the kill proved nothing"
             assert scaler.alive(), scaler.log()[-3000:]
-            # through the proxy: the bystander cannot be scaled, the pool's service not beyond 3
-            intruder = SwarmBackend(f"{pool}-other", docker_host=f"tcp://127.0.0.1:{port}")
-            with pytest.raises(BackendError):
-                intruder.list("minilm")
-            import docker as docker_sdk
-
-            via_proxy = docker_sdk.DockerClient(base_url=f"tcp://127.0.0.1:{port}", timeout=30)
-            with pytest.raises(docker_sdk.errors.APIError, match="socketproxy"):
-                via_proxy.api.update_service(other.id, other.version, mode={"Replicated": {"Replicas": 2}},
-                                             fetch_current_spec=True)
-            with pytest.raises(docker_sdk.errors.APIError, match="socketproxy"):
-                via_proxy.containers.list()
-            other.reload()
-            assert other.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1, "the bystander was scaled"
+            _proxy_refuses(port, pool, other)
             print(f"swarm test body: {time.monotonic() - t0:.1f}s")
         finally:
             watcher.stop()
@@ -137,6 +101,39 @@ def test_swarm_scale_up_drain_scale_in_manual_scale_and_kill(docker_client, imag
                 except Exception:  # noqa: BLE001 - cleanup or polling: best effort
                     pass
             _wait_gone(docker_client, pool)
+
+
+def _burst_scales_up(docker_client, client, redis, svc, scaler) -> None:
+    """A burst: scale-up, every job answered once, none re-delivered, served by several."""
+    jobs = _burst(client, 300, "b1")
+    peak = 0
+    results = []
+    for job in jobs:
+        results.append(job.result(timeout=120))
+        peak = max(peak, replicas_of(docker_client, svc.id))
+    records = _check_answered_once(redis, jobs, results)
+    assert peak >= 2, f"never scaled up: peak replicas {peak}\n{scaler.log()[-3000:]}"
+    assert all(rec.get("deliveries") == "1" for rec in records), "a job ran twice (interrupted)"
+    served_by = {rec["worker"] for rec in records}
+    assert len(served_by) >= 2, f"one worker served the whole burst: {served_by}"
+    print(f"burst 1: peak {peak} replicas, served by {len(served_by)} workers")
+
+
+def _proxy_refuses(port: int, pool: str, other) -> None:
+    """Through the proxy: another pool's service is invisible and cannot be scaled; no container call."""
+    import docker as docker_sdk
+
+    intruder = SwarmBackend(f"{pool}-other", docker_host=f"tcp://127.0.0.1:{port}")
+    with pytest.raises(BackendError):
+        intruder.list("minilm")
+    via_proxy = docker_sdk.DockerClient(base_url=f"tcp://127.0.0.1:{port}", timeout=30)
+    with pytest.raises(docker_sdk.errors.APIError, match="socketproxy"):
+        via_proxy.api.update_service(other.id, other.version, mode={"Replicated": {"Replicas": 2}},
+                                     fetch_current_spec=True)
+    with pytest.raises(docker_sdk.errors.APIError, match="socketproxy"):
+        via_proxy.containers.list()
+    other.reload()
+    assert other.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1, "the bystander was scaled"
 
 
 def _busy_container(docker_client, redis, service_id: str) -> str | None:

@@ -8,7 +8,6 @@ back in; Flower refuses requests without its password."""
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import subprocess
 import threading
@@ -17,7 +16,14 @@ import time
 import pytest
 
 from tests.docker.conftest import ROOT, wait_for
-from tests.docker.swarm_util import TaskWatcher, docker, live_tasks, own_swarm, replicas_of
+from tests.docker.swarm_util import (
+    TaskWatcher,
+    assert_drained_then_removed,
+    docker,
+    live_tasks,
+    own_swarm,
+    replicas_of,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -115,14 +121,8 @@ def test_stack_deploy_scales_up_and_drains_back(docker_client, image, redis_imag
             finally:
                 log = _logs(f"{stack}_autoscaler")
                 print("\n".join(ln for ln in log.splitlines() if not ln.startswith("{"))[-4000:])
-            removed = [(m.start(), m.group(1)) for m in re.finditer(r"remove the drained and exited (.+?)\)", log)]
-            assert removed, log[-3000:]
-            for at, ids in removed:
-                for wid in ids.split(", "):
-                    assert f"draining {wid}" in log[:at], f"{wid} removed before it was drained"
             watcher.stop()
-            stopped = {k: v for k, v in watcher.ended().items() if (v["state"], v["exit"]) != ("complete", 0)}
-            assert watcher.ended() and not stopped, stopped
+            assert_drained_then_removed(log, watcher)
             print(f"stack test body: {time.monotonic() - t0:.1f}s")
         finally:
             subprocess.run(["docker", "stack", "rm", stack], capture_output=True, timeout=120)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from tests.docker.conftest import wait_for
 from tests.docker.swarm_util import (
     Autoscaler,
     TaskWatcher,
+    assert_drained_then_removed,
     docker,
     has_network,
     job_records,
@@ -169,15 +169,7 @@ def test_two_node_swarm_both_nodes_serve_and_scale_in_drains(docker_client, imag
 
             wait_for(lambda: replicas_of(docker_client, svc.id) == 1 and len(live_tasks(docker_client, svc.id)) == 1,
                      150, "scale back in to 1", interval_s=1)
-            log = scaler.log()
-            removed = [(m.start(), m.group(1)) for m in re.finditer(r"remove the drained and exited (.+?)\)", log)]
-            assert removed, log[-3000:]
-            for at, ids in removed:
-                for wid in ids.split(", "):
-                    assert f"draining {wid}" in log[:at], f"{wid} removed before it was drained"
-            ended = watcher.ended()
-            stopped = {k: v for k, v in ended.items() if (v["state"], v["exit"]) != ("complete", 0)}
-            assert ended and not stopped, f"Swarm stopped a task instead of a finished one: {stopped or ended}"
+            assert_drained_then_removed(scaler.log(), watcher)
 
             _node_balance_probe(docker_client, engine, image, uid)
         finally:
