@@ -107,6 +107,7 @@ class Control(threading.Thread):
         self.hostname = hostname
         self.handlers = handlers_
         self._halt = threading.Event()
+        self.listening = threading.Event()     # set once the mailbox is subscribed
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -122,11 +123,15 @@ class Control(threading.Thread):
             node.channel = conn.channel()
             consumer = node.listen(callback=self._on_message(node))
             try:
+                first = True
                 while not self._halt.is_set():
-                    try:
-                        conn.drain_events(timeout=1.0)
+                    try:     # kombu's Redis transport SUBSCRIBEs the fanout in the first poll
+                        conn.drain_events(timeout=0.05 if first else 1.0)
                     except TimeoutError:
-                        continue
+                        pass
+                    if first:
+                        first = False
+                        self.listening.set()
             finally:
                 try:
                     consumer.cancel()

@@ -162,11 +162,16 @@ class Worker:
 
             app = make_celery(self.settings, name="elastiq-worker")
             self.events.app = app
-            self.events.start()
-            self.heart.start()
             self.control = Control(app, self.state.worker_id, handlers(
                 self.state, self.events, lambda: self.request_stop(0), self.state.started_at))
             self.control.start()
+            # worker-online only once the mailbox listens: a monitor that sees the worker come
+            # online and broadcasts at once (Flower's enable_events) must reach it (a Redis
+            # fanout message sent before the SUBSCRIBE is lost, not queued)
+            if not self.control.listening.wait(10.0):
+                log.warning("control channel not listening after 10 s; announcing the worker anyway")
+            self.events.start()
+            self.heart.start()
         except Exception as exc:  # noqa: BLE001 - jobs run without them
             log.warning("Celery control/events unavailable: %s", exc)
 
