@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--png", type=Path, help="draw queue depth and workers per policy (one PNG per trace)")
     p.add_argument("--out", type=Path, help="with --set: write OUT/<set>.json and OUT/<set>-<trace>.png")
     p.add_argument("--require-targets", action="store_true", help="exit 1 unless every target is met")
-    p.add_argument("--calibration", help="docs/bench-style directory or calibration JSON (default docs/bench)")
+    p.add_argument("--calibration", help="a bench-style directory or calibration JSON (default: docs/sim/calibration)")
     p.add_argument("--idealised", action="store_true",
                    help="no machine model: workers never share CPU, fixed cold start and slot time")
     p.add_argument("--cold-start-s", type=float, help="every cold start this long (instead of the measured ones)")

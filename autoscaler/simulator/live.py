@@ -193,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     p2.add_argument("recording", type=Path)
     p2.add_argument("--png", type=Path, help="live and simulated workers, queue and waits over time")
     p2.add_argument("--json", type=Path, help="write the comparison here")
-    p2.add_argument("--calibration", help="docs/bench-style directory or calibration JSON (default docs/bench)")
+    p2.add_argument("--calibration", help="a bench-style directory or calibration JSON (default: docs/sim/calibration)")
     return p
 
 

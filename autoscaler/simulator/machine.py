@@ -1,6 +1,6 @@
 """The machine the simulated pool runs on, calibrated from the benchmark reports.
 
-Every number is read from a measurement file (``docs/bench/*.json`` by default, or one
+Every number is read from a measurement file (``docs/sim/calibration/*.json`` by default, a frozen copy, or one
 calibration JSON with the same fields), never written into code, and each carries its
 source. What is modelled (``autoscaler.simulator.model`` uses it):
 
@@ -33,7 +33,10 @@ from pathlib import Path
 from elastiq.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH_DIR = ROOT / "docs" / "bench"
+# The reports the simulator's published results (docs/sim) were computed with, frozen here
+# so that re-running the figure benchmarks does not silently move them; recalibrate with
+# --calibration docs/bench (and re-run `elastiq simulate --set ...`) on purpose.
+BENCH_DIR = ROOT / "docs" / "sim" / "calibration"
 
 
 @dataclass(frozen=True)
