@@ -41,8 +41,8 @@ def heartbeat(redis, worker_id: str) -> dict | None:
 
 
 def remove_labelled(client, label: str) -> None:
-    for c in client.containers.list(all=True, filters={"label": label}):
+    for c in client.api.containers(all=True, filters={"label": label}):   # no inspect: no list/remove race
         try:
-            c.remove(force=True, v=True)
+            client.api.remove_container(c["Id"], force=True, v=True)
         except Exception:  # noqa: BLE001 - teardown, best effort
             pass

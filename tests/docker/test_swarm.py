@@ -148,5 +148,5 @@ def _busy_container(docker_client, redis, service_id: str) -> str | None:
 
 def _wait_gone(docker_client, pool: str) -> None:
     end = time.monotonic() + 60
-    while time.monotonic() < end and docker_client.containers.list(all=True, filters={"label": f"elastiq.pool={pool}"}):
+    while time.monotonic() < end and docker_client.api.containers(all=True, filters={"label": f"elastiq.pool={pool}"}):
         time.sleep(1)

@@ -128,7 +128,9 @@ def test_stack_deploy_scales_up_and_drains_back(docker_client, image, redis_imag
             subprocess.run(["docker", "stack", "rm", stack], capture_output=True, timeout=120)
             label = {"label": f"com.docker.stack.namespace={stack}"}
             end = time.monotonic() + 90
-            while time.monotonic() < end and docker_client.containers.list(all=True, filters=label):
+            # the low-level list (no inspect per container): a task removed between the list
+            # and its inspect made containers.list() raise NotFound here
+            while time.monotonic() < end and docker_client.api.containers(all=True, filters=label):
                 time.sleep(1)
             for _ in range(20):
                 if docker("volume", "rm", f"{stack}_redis-data", check=False).returncode == 0 or \

@@ -182,7 +182,7 @@ def test_two_node_swarm_both_nodes_serve_and_scale_in_drains(docker_client, imag
                 pass
             end = time.monotonic() + 60
             while time.monotonic() < end and (
-                    docker_client.containers.list(filters={"label": f"elastiq.pool={pool}"})
+                    docker_client.api.containers(filters={"label": f"elastiq.pool={pool}"})
                     or docker("ps", "-q", host=engine.sock).stdout.strip()):
                 time.sleep(1)
             server.stop()
