@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker.conftest import ROOT
+from tests.docker.conftest import ROOT, wait_for
 
 LOCK_PATH = "/tmp/elastiq-docker-swarm.lock"
 POOL_LABEL, GROUP_LABEL = "elastiq.pool", "elastiq.group"
@@ -168,14 +168,7 @@ def job_records(redis, job_ids: list[str]) -> list[dict]:
              for k, v in rec.items()} for rec in pipe.execute()]
 
 
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+wait_until = wait_for    # the docker suite's one poll-until helper, under the name the swarm tests use
 
 
 class TaskWatcher:
