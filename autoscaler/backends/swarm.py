@@ -93,7 +93,12 @@ def slots_of(tasks: list[dict]) -> tuple[list[dict], list[dict]]:
 
     live: a task whose desired state is <= running and which has not ended; finished: a slot
     whose newest task exited 0 (COMPLETE) and has no task meant to run -- it holds its slot
-    until the count is lowered. Slots being restarted after a failure are neither."""
+    until the count is lowered. Slots being restarted after a failure are neither, and so is
+    a slot a scale-down has already removed: its tasks linger with desired state REMOVE until
+    the task reaper deletes them (swarmkit manager/orchestrator/replicated/services.go
+    ``setTasksDesiredState(..., TaskStateRemove)``, taskreaper/task_reaper.go). Counting
+    those as finished would lower the count a second time for the same tasks -- after a
+    manual ``docker service scale`` up, say, before Swarm has created the new tasks."""
     by_slot: dict[int, list[dict]] = {}
     for t in tasks:
         by_slot.setdefault(int(t.get("Slot") or 0), []).append(t)
@@ -105,7 +110,7 @@ def slots_of(tasks: list[dict]) -> tuple[list[dict], list[dict]]:
             live.extend(alive[:1])
             continue
         newest = max(slot_tasks, key=lambda t: t.get("UpdatedAt") or t.get("CreatedAt") or "")
-        if (newest.get("Status") or {}).get("State") == "complete":
+        if (newest.get("Status") or {}).get("State") == "complete" and newest.get("DesiredState") != "remove":
             finished.append(newest)
     return live, finished
 

@@ -27,6 +27,7 @@ from tests.docker.swarm_util import (
     live_tasks,
     own_swarm,
     replicas_of,
+    service_tasks,
     worker_service,
 )
 
@@ -90,6 +91,9 @@ def test_swarm_scale_up_drain_scale_in_manual_scale_and_kill(docker_client, imag
             assert scaler.alive(), scaler.log()[-3000:]
             _proxy_refuses(port, pool, other)
             print(f"swarm test body: {time.monotonic() - t0:.1f}s")
+        except AssertionError:
+            _explain(docker_client, svc.id, scaler)
+            raise
         finally:
             watcher.stop()
             scaler.stop()
@@ -134,6 +138,15 @@ def _proxy_refuses(port: int, pool: str, other) -> None:
         via_proxy.containers.list()
     other.reload()
     assert other.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1, "the bystander was scaled"
+
+
+def _explain(docker_client, service_id: str, scaler) -> None:
+    """On a failure: the autoscaler's log and every task's state, so a CI failure says why."""
+    print("--- autoscaler log (tail) ---\n" + scaler.log()[-6000:])
+    for t in service_tasks(docker_client, service_id):
+        st = t["Status"]
+        print(f"task {t['ID'][:12]} slot {t.get('Slot')} desired {t['DesiredState']} state {st['State']} "
+              f"err {st.get('Err')!r} msg {st.get('Message')!r} created {t.get('CreatedAt')}")
 
 
 def _busy_container(docker_client, redis, service_id: str) -> str | None:

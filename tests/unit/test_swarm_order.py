@@ -104,6 +104,49 @@ def test_slots_of_newest_task_decides_a_slot():
     assert slots_of(tasks) == ([], [])
 
 
+def test_slots_of_ignores_slots_a_scale_down_already_removed():
+    # a drained task whose slot was removed lingers (desired REMOVE) until the task reaper
+    # deletes it: it no longer holds a slot, so nothing may lower the count for it again
+    tasks = [task("a", 1, "running", cid="c" * 64),
+             task("b", 2, "complete", desired="remove"),
+             task("c", 3, "complete", desired="shutdown")]
+    live, finished = slots_of(tasks)
+    assert [t["ID"] for t in live] == ["a"]
+    assert [t["ID"] for t in finished] == ["c"]
+
+
+def test_a_manual_scale_up_is_not_undone_by_lingering_removed_tasks():
+    """Seen in CI: scaled in to 1 (two drained tasks removed, still listed with desired
+    REMOVE), then ``docker service scale worker=3``; before Swarm created the two new tasks
+    the backend counted the removed ones as finished and lowered the count back to 1."""
+    from autoscaler.backends.swarm import SwarmBackend
+
+    service = {"ID": "svc", "Version": {"Index": 7}, "Spec": {
+        "Name": "w", "Labels": {"elastiq.pool": "p", "elastiq.group": "minilm"},
+        "Mode": {"Replicated": {"Replicas": 3}},
+        "TaskTemplate": {"RestartPolicy": {"Condition": "on-failure"},
+                         "ContainerSpec": {"Env": ["ELASTIQ_WORKER_EXIT_WHEN_DRAINED=1"]}}}}
+    tasks = [task("a", 1, "running", cid="c" * 64),
+             task("b", 2, "complete", desired="remove"), task("c", 3, "complete", desired="remove")]
+
+    class Api:                      # the two calls list() makes, and the one it must not make
+        updates: list = []
+
+        def services(self, filters):
+            return [dict(service)]
+
+        def tasks(self, filters):
+            return tasks
+
+        def update_service(self, *args, **kwargs):
+            self.updates.append(kwargs["mode"])
+
+    backend = SwarmBackend("p", client=type("Client", (), {"api": Api()})())
+    backend._seen_replicas["svc"] = 1           # what the autoscaler last set
+    assert [r.handle for r in backend.list("minilm")] == ["a"]
+    assert Api.updates == [], "the manual scale-up was lowered again"
+
+
 def test_worker_id_from_the_services_template():
     from autoscaler.backends.swarm import id_template
 
