@@ -84,8 +84,19 @@ def _meminfo_mb() -> float:
     raise ConfigError("cannot read MemTotal from /proc/meminfo")
 
 
+def _arm(eff: dict, name: str) -> dict:
+    """One arm of an efficiency report: ``cpu_ms_per_job``, ``jobs``, ``texts`` (and
+    ``jobs_per_s``). Reports from 33fc26d on keep them per round in ``runs``: the median
+    round's, by workers' CPU per job."""
+    arm = eff[name]
+    if "cpu_ms_per_job" in arm or not arm.get("runs"):
+        return arm
+    runs = sorted(arm["runs"], key=lambda r: float(r["cpu_ms_per_job"]["workers"]))
+    return runs[len(runs) // 2]
+
+
 def _extra_sentence_work(eff: dict, src: dict) -> float:
-    one, many = eff["single"], eff["eight"]
+    one, many = _arm(eff, "single"), _arm(eff, "eight")
     c1 = float(one["cpu_ms_per_job"]["workers"])
     cn = float(many["cpu_ms_per_job"]["workers"])
     n = many["texts"] / many["jobs"]
@@ -102,7 +113,7 @@ def _throughputs(eff: dict, capacity: dict | None, src: dict) -> tuple[float, fl
         src["worker_jobs_per_s"] = "capacity.json pools[workers=1].jobs_per_s"
         src["host_jobs_per_s"] = "capacity.json max over pools of jobs_per_s"
         return pools[1], max(pools.values()), cpus
-    single = eff["single"]
+    single = _arm(eff, "single")
     one = 1000.0 / float(single["cpu_ms_per_job"]["workers"])
     src["worker_jobs_per_s"] = ("derived: 1000 / efficiency.json single.cpu_ms_per_job.workers "
                                 "(a one-thread worker uses one core at most)")

@@ -149,3 +149,21 @@ def test_latency_shows_the_slowdown_that_queue_wait_does_not():
     one_job_alone = max(HOST.single_job_s, 1 / HOST.throughput_per_worker)
     assert four.wait_p95_s < 0.01 and four.latency_p95_s > 3 * one_job_alone
     assert four.latency_p95_s >= four.wait_p95_s
+
+
+def test_the_current_bench_reports_read_in_their_per_round_format():
+    """docs/bench (reports from 33fc26d on) keeps efficiency's CPU per job per round: the
+    reader takes the median round, and capacity.json for the throughputs."""
+    import json
+
+    bench = machine.ROOT / "docs" / "bench"
+    cal = machine.calibration(bench)
+    capacity = json.loads((bench / "capacity.json").read_text())
+    assert cal.worker_jobs_per_s == round(float(capacity["pools"][0]["jobs_per_s"]), 2)
+    eff = json.loads((bench / "efficiency.json").read_text())
+    singles = sorted(r["cpu_ms_per_job"]["workers"] for r in eff["single"]["runs"])
+    eights = sorted(r["cpu_ms_per_job"]["workers"] for r in eff["eight"]["runs"])
+    per_job = eff["eight"]["runs"][0]["texts"] / eff["eight"]["runs"][0]["jobs"]
+    expected = (eights[len(eights) // 2] - singles[len(singles) // 2]) / (per_job - 1) / singles[len(singles) // 2]
+    assert cal.extra_sentence_work == pytest.approx(expected, abs=1e-4)
+    assert 0 < cal.extra_sentence_work <= 1
