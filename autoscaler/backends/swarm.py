@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from autoscaler.backends.base import BackendError, Replica
 from autoscaler.backends.docker import GROUP_LABEL, POOL_LABEL
@@ -55,6 +56,7 @@ STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "start
           "complete", "shutdown", "failed", "rejected", "remove", "orphaned")
 _RANK = {s: i for i, s in enumerate(STATES)}
 RUNNING = _RANK["running"]
+UNFILLED_NUDGE_S = 3.0      # Swarm showing fewer slots than replicas this long: ask it to reconcile
 _TEMPLATE = re.compile(r"\{\{\s*(\.[A-Za-z.]+)\s*\}\}")
 
 
@@ -133,7 +135,7 @@ class SwarmBackend(EngineClient):
     local_host = False          # workers run on many nodes: this host's free memory is no cap
 
     def __init__(self, pool: str = "elastiq", *, api_timeout_s: float = 30.0,
-                 docker_host: str | None = None, client=None):
+                 docker_host: str | None = None, client=None, clock: Callable[[], float] = time.monotonic):
         if not pool or not all(c.isalnum() or c in "-_." for c in pool):
             raise ConfigError(f"ELASTIQ_SWARM_POOL {pool!r} may use only letters, digits, '-', '_' and '.'")
         self.pool = pool
@@ -144,6 +146,8 @@ class SwarmBackend(EngineClient):
         # Tasks the controller has stopped (drained, heartbeat gone) that Swarm still reports
         # running for a moment: not listed, so they are never counted or picked again.
         self._retiring: set[str] = set()
+        self._clock = clock
+        self._unfilled_since: dict[str, float] = {}   # service id -> when Swarm first showed too few slots
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SwarmBackend:
@@ -160,6 +164,7 @@ class SwarmBackend(EngineClient):
         tasks = self._tasks(service["ID"])
         live, finished = slots_of(tasks)
         self._adopt(service)
+        self._nudge_if_unfilled(service, len(live) + len(finished))
         if finished or self._retiring:
             self._reclaim(service, live, finished)
         self._retiring &= {t["ID"] for t in live}
@@ -236,6 +241,31 @@ class SwarmBackend(EngineClient):
         why = [f"remove the drained and exited {', '.join(ids(t) for t in finished)}"] if finished else []
         why += [f"remove the never placed {', '.join(ids(t) for t in waiting)}"] if waiting else []
         self._scale(service, replicas - len(done), "; ".join(why))
+
+    def _nudge_if_unfilled(self, service: dict, slots: int) -> None:
+        """Ask Swarm to reconcile again when it has left slots unfilled for ``UNFILLED_NUDGE_S``.
+
+        swarmkit reconciles a service on its updates and when a task *meant to run* is
+        deleted (manager/orchestrator/replicated/tasks.go, ``EventDeleteTask`` only for
+        ``DesiredState <= RUNNING``), and it counts a removed slot's finished task as a slot
+        until the reaper deletes it (restart.go ``UpdatableTasksInSlot``). A scale-up that
+        lands while such a task lingers -- ``docker service scale worker=3`` a second after a
+        scale-in -- creates too few tasks, and its deletion does not trigger another pass: the
+        service stays short until something else changes. Sending its own spec back unchanged
+        is such a change (no task is rolled: nothing in the spec differs)."""
+        sid, replicas = service["ID"], self._replicas(service)
+        if slots >= replicas:
+            self._unfilled_since.pop(sid, None)
+            return
+        since = self._unfilled_since.setdefault(sid, self._clock())
+        if self._clock() - since < UNFILLED_NUDGE_S:
+            return
+        self._unfilled_since[sid] = self._clock()
+        try:
+            self._scale(service, replicas, f"Swarm left {replicas - slots} slot(s) unfilled for "
+                                           f"{UNFILLED_NUDGE_S:.0f}s+: asking it to reconcile again")
+        except BackendError as exc:     # changed meanwhile: it reconciles anyway
+            log.info("swarm: reconcile nudge skipped: %s", exc)
 
     def _adopt(self, service: dict) -> None:
         replicas, seen = self._replicas(service), self._seen_replicas.get(service["ID"])

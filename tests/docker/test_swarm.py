@@ -163,3 +163,39 @@ def _wait_gone(docker_client, pool: str) -> None:
     end = time.monotonic() + 60
     while time.monotonic() < end and docker_client.api.containers(all=True, filters={"label": f"elastiq.pool={pool}"}):
         time.sleep(1)
+
+
+def test_a_scale_up_swarm_leaves_short_is_filled(docker_client, image, uid):
+    """swarmkit quirk, reproduced: two tasks exited 0 (on-failure: they keep their slots),
+    the count lowered to 1 and at once raised to 3. Swarm creates too few tasks (it still
+    counts the removed slots' tasks) and does not look again once they are reaped. The
+    backend's pass sees the service short and asks Swarm to reconcile: 3 tasks run."""
+    import docker.types as t
+
+    from tests.docker.swarm_util import set_replicas
+
+    pool = f"elastiq-{uid}"
+    script = ('if [ "$SLOT" != 1 ] && [ $(( $(date +%s) - CREATED )) -lt 8 ]; then sleep 2; exit 0; fi; '
+              'exec sleep 600')
+    with own_swarm("127.0.0.1"):
+        svc = docker_client.services.create(
+            image, name=f"{uid}-short", command=["sh", "-c", script],
+            env=["SLOT={{.Task.Slot}}", f"CREATED={int(time.time())}", "ELASTIQ_WORKER_EXIT_WHEN_DRAINED=1"],
+            labels={"elastiq.pool": pool, "elastiq.group": "minilm"}, container_labels={"elastiq.pool": pool},
+            mode=t.ServiceMode("replicated", replicas=3),
+            restart_policy=t.RestartPolicy(condition="on-failure", delay=1_000_000_000), networks=["host"])
+        try:
+            wait_for(lambda: sum(x["Status"]["State"] == "complete" for x in service_tasks(docker_client, svc.id)) == 2,
+                     60, "two tasks exited 0")
+            set_replicas(docker_client, svc.id, 1)
+            set_replicas(docker_client, svc.id, 3)
+            time.sleep(5)
+            swarm_alone = len(live_tasks(docker_client, svc.id))
+            print(f"Swarm alone, 5 s after the scale to 3: {swarm_alone} live task(s)")
+            backend = SwarmBackend(pool)
+            wait_for(lambda: len(backend.list("minilm")) == 3 and
+                     len(live_tasks(docker_client, svc.id, running_only=True)) == 3, 30, "3 running", interval_s=1)
+            assert replicas_of(docker_client, svc.id) == 3
+        finally:
+            svc.remove()
+            _wait_gone(docker_client, pool)

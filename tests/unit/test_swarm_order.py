@@ -115,36 +115,66 @@ def test_slots_of_ignores_slots_a_scale_down_already_removed():
     assert [t["ID"] for t in finished] == ["c"]
 
 
+class FakeSwarm:
+    """The engine calls the swarm backend's ``list`` makes, over fixed tasks; records updates."""
+
+    def __init__(self, replicas: int, tasks: list[dict]):
+        self.task_list, self.updates = tasks, []
+        self.service = {"ID": "svc", "Version": {"Index": 7}, "Spec": {
+            "Name": "w", "Labels": {"elastiq.pool": "p", "elastiq.group": "minilm"},
+            "Mode": {"Replicated": {"Replicas": replicas}},
+            "TaskTemplate": {"RestartPolicy": {"Condition": "on-failure"},
+                             "ContainerSpec": {"Env": ["ELASTIQ_WORKER_EXIT_WHEN_DRAINED=1"]}}}}
+        self.api = self
+
+    def services(self, filters):
+        return [dict(self.service)]
+
+    def tasks(self, filters):
+        return self.task_list
+
+    def update_service(self, *args, **kwargs):
+        self.updates.append(kwargs["mode"]["Replicated"]["Replicas"])
+
+
 def test_a_manual_scale_up_is_not_undone_by_lingering_removed_tasks():
-    """Seen in CI: scaled in to 1 (two drained tasks removed, still listed with desired
-    REMOVE), then ``docker service scale worker=3``; before Swarm created the two new tasks
-    the backend counted the removed ones as finished and lowered the count back to 1."""
+    """A scale-in to 1 (two drained tasks removed, still listed with desired REMOVE), then
+    ``docker service scale worker=3``: before Swarm created the new tasks the backend counted
+    the removed ones as finished and lowered the count back to 1."""
     from autoscaler.backends.swarm import SwarmBackend
 
-    service = {"ID": "svc", "Version": {"Index": 7}, "Spec": {
-        "Name": "w", "Labels": {"elastiq.pool": "p", "elastiq.group": "minilm"},
-        "Mode": {"Replicated": {"Replicas": 3}},
-        "TaskTemplate": {"RestartPolicy": {"Condition": "on-failure"},
-                         "ContainerSpec": {"Env": ["ELASTIQ_WORKER_EXIT_WHEN_DRAINED=1"]}}}}
-    tasks = [task("a", 1, "running", cid="c" * 64),
-             task("b", 2, "complete", desired="remove"), task("c", 3, "complete", desired="remove")]
-
-    class Api:                      # the two calls list() makes, and the one it must not make
-        updates: list = []
-
-        def services(self, filters):
-            return [dict(service)]
-
-        def tasks(self, filters):
-            return tasks
-
-        def update_service(self, *args, **kwargs):
-            self.updates.append(kwargs["mode"])
-
-    backend = SwarmBackend("p", client=type("Client", (), {"api": Api()})())
+    fake = FakeSwarm(3, [task("a", 1, "running", cid="c" * 64),
+                         task("b", 2, "complete", desired="remove"), task("c", 3, "complete", desired="remove")])
+    backend = SwarmBackend("p", client=fake)
     backend._seen_replicas["svc"] = 1           # what the autoscaler last set
     assert [r.handle for r in backend.list("minilm")] == ["a"]
-    assert Api.updates == [], "the manual scale-up was lowered again"
+    assert fake.updates == [], "the manual scale-up was lowered again"
+
+
+def test_swarm_is_asked_to_reconcile_again_when_it_leaves_slots_unfilled():
+    """Seen on a real swarm (the last stop's CI failure): scaled to 3 while a removed slot's
+    task lingered, Swarm made one new task, not two, and never another once the lingering
+    task was reaped. After UNFILLED_NUDGE_S the backend sends the service's spec back with
+    the same count (a change that makes Swarm reconcile), not sooner, and not again at once."""
+    from autoscaler.backends.swarm import UNFILLED_NUDGE_S, SwarmBackend
+
+    now = [100.0]
+    fake = FakeSwarm(3, [task("a", 1, "running", cid="c" * 64), task("d", 3, "running", cid="d" * 64)])
+    backend = SwarmBackend("p", client=fake, clock=lambda: now[0])
+    backend.list("minilm")
+    now[0] += UNFILLED_NUDGE_S - 1
+    backend.list("minilm")
+    assert fake.updates == []
+    now[0] += 1
+    backend.list("minilm")
+    assert fake.updates == [3], "the same replica count, sent back once"
+    now[0] += 1
+    backend.list("minilm")
+    assert fake.updates == [3]
+    fake.task_list.append(task("e", 2, "running", cid="e" * 64))    # Swarm filled the slot
+    now[0] += 2 * UNFILLED_NUDGE_S
+    backend.list("minilm")
+    assert fake.updates == [3]
 
 
 def test_worker_id_from_the_services_template():
