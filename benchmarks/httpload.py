@@ -68,9 +68,12 @@ async def run_load(spec: dict) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     vectors: dict[int, list[float]] = {}
+    connects: list[float] = []
 
     async def connection():
+        t = time.perf_counter()
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        connects.append((time.perf_counter() - t) * 1000)
         try:
             while todo:
                 i = todo.pop()
@@ -93,7 +96,8 @@ async def run_load(spec: dict) -> dict:
     cpu, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(spec["concurrency"])))
     return {"seconds": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
-            "latencies_ms": latencies, "errors": errors, "vectors": [vectors.get(i) for i in range(min(keep, len(texts)))]}
+            "latencies_ms": latencies, "errors": errors, "connect_ms_max": max(connects, default=0.0),
+            "vectors": [vectors.get(i) for i in range(min(keep, len(texts)))]}
 
 
 def main(argv: list[str]) -> int:
