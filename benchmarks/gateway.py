@@ -204,6 +204,7 @@ def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int
             report["cosine_min_gateway_vs_client"] = round(
                 _cosine_min(first["vectors"], [x.outputs[0] for x in expected]), 6)
     c, g = _summary(arms["client"]), _summary(arms["gateway"])
+    g["connect_ms_max"] = round(max(r["connect_ms_max"] for r in arms["gateway"]), 3)   # a connect stall shows here
     report.update(client=c, gateway=g, cpu_ms_per_request=_cpu(arms),
                   throughput_ratio=round(g["requests_per_s"] / c["requests_per_s"], 3),
                   added_p50_ms=round(g["p50_ms"] - c["p50_ms"], 3))
