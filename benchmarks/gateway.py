@@ -5,14 +5,17 @@ MiniLM workers, one torch thread each), in alternating arms (client, gateway, ga
 client, ...) so drift in machine load falls on both:
 
 - client arm: 64 threads sharing one ``Client``, each ``submit("minilm", [s]).result()``;
-- gateway arm: an ``httpx.AsyncClient`` with 64 connections, each
+- gateway arm: 64 keep-alive connections from a lean HTTP/1.1 load generator in its own
+  process (benchmarks/httpload.py: raw asyncio streams), each
   ``POST /v1/embeddings {"model": "minilm", "input": s}`` (``encoding_format`` as the
   openai SDK sends it by default: base64), to ``elastiq gateway`` in its own process.
+  (An ``httpx.AsyncClient`` here cost ≈ 5.5 ms of CPU per request, five times the Python
+  client, on the two cores the gateway and the workers need: it measured itself.)
 
 Reported: gateway throughput ÷ client throughput (target ≥ 0.8), p50 added latency =
-gateway p50 − client p50 (target ≤ 2 ms), p99s, CPU per request of the benchmark process
-(client, or HTTP load generator) and of the gateway process in each arm, that the
-gateway's vectors equal the client's (cosine), the settings and the git commit.
+gateway p50 − client p50 (target ≤ 2 ms), p99s, CPU per request of each arm's load
+generator, of the benchmark process and of the gateway process, that the gateway's
+vectors equal the client's (cosine), the settings and the git commit.
 
 In a closed loop at concurrency 64 the pool is saturated, so each arm's p50 is mostly
 queueing (≈ 64 ÷ its throughput) and the loaded difference follows the throughput ratio.
@@ -22,23 +25,27 @@ alternating request by request (``unloaded``).
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
+import http.client
+import json
 import secrets
-import struct
+import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from benchmarks import harness as h
+from benchmarks.httpload import vector_of
 from benchmarks.provenance import git_commit
 from elastiq.local import procs
 
 TARGET_RATIO = 0.8
 TARGET_ADDED_P50_MS = 2.0
 MODEL = "minilm"
+CHECKED = 16              # requests whose vectors are compared with the client's
 
 
 @contextlib.contextmanager
@@ -68,57 +75,42 @@ def client_arm(client, texts: list[str], concurrency: int) -> dict:
     return {"seconds": time.perf_counter() - started, "latencies_ms": latencies, "vectors": vectors}
 
 
-def decode(item: dict) -> list[float]:
-    emb = item["embedding"]
-    if isinstance(emb, str):
-        raw = base64.b64decode(emb)
-        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
-    return emb
-
-
-async def _gateway_arm(url: str, token: str, texts: list[str], concurrency: int, fmt: str) -> dict:
-    import httpx
-
-    latencies, vectors, errors = [], [None] * len(texts), []
-    todo = list(enumerate(texts))[::-1]
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120,
-                                 limits=httpx.Limits(max_connections=concurrency)) as http:
-        async def loop():
-            while todo:
-                i, text = todo.pop()
-                t = time.perf_counter()
-                r = await http.post("/v1/embeddings", json={"model": MODEL, "input": text, "encoding_format": fmt})
-                latencies.append((time.perf_counter() - t) * 1000)
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code}: {r.text[:200]}")
-                    continue
-                vectors[i] = decode(r.json()["data"][0])
-
-        started = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return {"seconds": time.perf_counter() - started, "latencies_ms": latencies, "vectors": vectors,
-            "errors": errors}
-
-
-def gateway_arm(url, token, texts, concurrency, fmt) -> dict:
-    return asyncio.run(_gateway_arm(url, token, texts, concurrency, fmt))
+def gateway_arm(url: str, token: str, texts: list[str], concurrency: int, fmt: str, workdir: Path) -> dict:
+    """The HTTP load, from a lean load generator in its own process (benchmarks/httpload.py)."""
+    spec, out = workdir / "httpload-spec.json", workdir / "httpload-out.json"
+    spec.write_text(json.dumps({"url": url, "token": token, "texts": texts, "concurrency": concurrency,
+                                "encoding_format": fmt, "keep": CHECKED}))
+    out.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.httpload", str(spec), str(out)],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"the HTTP load generator failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(out.read_text())
 
 
 def unloaded_pairs(client, url: str, token: str, texts: list[str], fmt: str) -> dict:
-    """One request at a time, client and gateway alternating: the HTTP hop's own latency."""
-    import httpx
-
+    """One request at a time, client and gateway alternating: the HTTP hop's own latency
+    (a keep-alive ``http.client`` connection: no client library's overhead in the hop)."""
     lat: dict[str, list[float]] = {"client": [], "gateway": []}
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
         for text in texts:
             t = time.perf_counter()
             client.submit(MODEL, [text]).result(timeout=60)
             lat["client"].append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            r = http.post("/v1/embeddings", json={"model": MODEL, "input": text, "encoding_format": fmt})
+            conn.request("POST", "/v1/embeddings", json.dumps({"model": MODEL, "input": text, "encoding_format": fmt}),
+                         headers)
+            r = conn.getresponse()
+            body = r.read()
             lat["gateway"].append((time.perf_counter() - t) * 1000)
-            if r.status_code != 200:
-                raise RuntimeError(f"gateway: {r.status_code} {r.text[:200]}")
+            if r.status != 200:
+                raise RuntimeError(f"gateway: {r.status} {body[:200]!r}")
+            vector_of(body)
+    finally:
+        conn.close()
     out = {arm: {"requests": len(v), "p50_ms": round(h.percentile(v, 50), 3), "p99_ms": round(h.percentile(v, 99), 3)}
            for arm, v in lat.items()}
     out["added_p50_ms"] = round(out["gateway"]["p50_ms"] - out["client"]["p50_ms"], 3)
@@ -135,13 +127,18 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def _cpu(arms: dict[str, list[dict]]) -> dict:
-    """Where the cores went, per request: the benchmark process (the client arm's client,
-    or the gateway arm's HTTP load generator) and the gateway process."""
+    """Where the cores went, per request: each arm's load generator (the client arm's is the
+    Python client in this process; the gateway arm's is benchmarks/httpload.py in its own
+    process, over its load; ``..._with_startup`` adds its interpreter start), this process
+    and the gateway process."""
     out = {}
     for arm, runs in arms.items():
         n = sum(len(r["latencies_ms"]) for r in runs)
-        for part in ("this_process", "gateway"):
+        for part in ("load_generator", "this_process", "gateway"):
             out[f"{arm}_arm_{part}"] = round(sum(r["cpu_s"][part] for r in runs) / n * 1000, 3)
+    n = sum(len(r["latencies_ms"]) for r in arms["gateway"])
+    out["gateway_arm_load_generator_with_startup"] = round(
+        sum(r["cpu_s_total"] for r in arms["gateway"]) / n * 1000, 3)
     return out
 
 
@@ -155,7 +152,7 @@ def _cosine_min(a: list[list[float]], b: list[list[float]]) -> float:
 
 
 def alternate(client, proc, url: str, token: str, texts: list[str], *, n: int, rounds: int,
-              concurrency: int, fmt: str) -> dict[str, list[dict]]:
+              concurrency: int, fmt: str, workdir: Path) -> dict[str, list[dict]]:
     """``rounds`` of (client, gateway) then (gateway, client), ...; fresh texts for each arm."""
     arms: dict[str, list[dict]] = {"client": [], "gateway": []}
     offset = 0
@@ -167,8 +164,10 @@ def alternate(client, proc, url: str, token: str, texts: list[str], *, n: int, r
             if arm == "client":
                 result = client_arm(client, batch, concurrency)
             else:
-                result = {**gateway_arm(url, token, batch, concurrency, fmt), "texts": batch}
-            result["cpu_s"] = {"this_process": time.process_time() - here, "gateway": h.cpu_s(proc.pid) - there}
+                result = {**gateway_arm(url, token, batch, concurrency, fmt, workdir), "texts": batch}
+            this = time.process_time() - here
+            result["cpu_s"] = {"load_generator": result["cpu_s"] if arm == "gateway" else this,
+                               "this_process": this, "gateway": h.cpu_s(proc.pid) - there}
             arms[arm].append(result)
     errors = [e for run_ in arms["gateway"] for e in run_["errors"]]
     if errors:
@@ -193,18 +192,19 @@ def run(*, smoke: bool = False, n: int = 2000, rounds: int = 3, concurrency: int
         st.start_workers(MODEL, workers, slots=slots, threads=1)
         with gateway_process(st, token) as (proc, url):
             client_arm(client, texts[:32], concurrency)                            # warm both paths
-            warm = gateway_arm(url, token, texts[:32], concurrency, encoding_format)
+            warm = gateway_arm(url, token, texts[:32], concurrency, encoding_format, st.home)
             if warm["errors"]:
                 raise RuntimeError(f"gateway warm-up failed: {warm['errors'][:3]}")
             arms = alternate(client, proc, url, token, texts[64:], n=n, rounds=rounds,
-                                          concurrency=concurrency, fmt=encoding_format)
+                             concurrency=concurrency, fmt=encoding_format, workdir=st.home)
             h.stage(f"unloaded: {unloaded} requests per arm, one at a time, alternating")
             report["unloaded"] = unloaded_pairs(client, url, token, texts[:unloaded], encoding_format)
             first = arms["gateway"][0]
-            expected = client.map(MODEL, first["texts"][:16], progress=False)
+            expected = client.map(MODEL, first["texts"][:CHECKED], progress=False)
             report["cosine_min_gateway_vs_client"] = round(
-                _cosine_min(first["vectors"][:16], [x.outputs[0] for x in expected]), 6)
+                _cosine_min(first["vectors"], [x.outputs[0] for x in expected]), 6)
     c, g = _summary(arms["client"]), _summary(arms["gateway"])
+    g["connect_ms_max"] = round(max(r["connect_ms_max"] for r in arms["gateway"]), 3)   # a connect stall shows here
     report.update(client=c, gateway=g, cpu_ms_per_request=_cpu(arms),
                   throughput_ratio=round(g["requests_per_s"] / c["requests_per_s"], 3),
                   added_p50_ms=round(g["p50_ms"] - c["p50_ms"], 3))

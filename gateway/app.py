@@ -1,7 +1,8 @@
 """The ASGI app: routes, error handlers, and the middleware in front of them.
 
 Outermost first: metrics (counts every answer, refused ones too) -> bearer auth (before
-any body is read) -> body size limit (413 before the body is read in full) -> FastAPI
+any body is read) -> body size limit (413 before the body is read in full) -> the
+embeddings fast path (well-formed ``POST /v1/embeddings`` only: gateway/fastpath.py) -> FastAPI
 (CORS off: no CORS middleware, so browsers on other origins get no ``Access-Control``
 headers). ``/healthz`` is the one path without auth; no docs UI is served (it would
 load scripts from a CDN), only ``/openapi.json``.
@@ -23,6 +24,7 @@ from gateway import http_errors, routes_jobs, routes_openai
 from gateway.auth import AuthMiddleware, TokenSet
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.config import GatewayConfig
+from gateway.fastpath import EmbeddingsFastPath
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.schemas import Health
 
@@ -66,6 +68,7 @@ def create_app(config: GatewayConfig | None = None, settings: Settings | None = 
     http_errors.install(app)
     app.openapi = lambda: openapi(app)
     # added innermost first: the last one added runs first
+    app.add_middleware(EmbeddingsFastPath, state=app.state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(AuthMiddleware, tokens=TokenSet(config.tokens))
     app.add_middleware(MetricsMiddleware, metrics=metrics)

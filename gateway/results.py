@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from elastiq import contract
 from elastiq.errors import BY_NAME, ElastiqError, JobFailedError
 
@@ -21,9 +23,12 @@ def decode(raw) -> dict | None:
     if raw is None:
         return None
     try:
-        meta = json.loads(raw)
+        meta = orjson.loads(raw)                 # ≈ 4× json.loads on a vector's floats
     except (TypeError, ValueError):
-        return None
+        try:
+            meta = json.loads(raw)               # what orjson refuses and json reads (NaN)
+        except (TypeError, ValueError):
+            return None
     if not isinstance(meta, dict) or meta.get("status") not in READY:
         return None
     return meta

@@ -11,9 +11,9 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
-import json
 import sys
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from elastiq.errors import BadParamsError, InputTypeError
@@ -51,7 +51,13 @@ def texts_of(body: EmbeddingRequest) -> list[str]:
 @router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS,
              summary="Embed texts (OpenAI-compatible)")
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    service = request.app.state.service
+    payload = await embed(request.app.state.service, body)
+    return Response(payload, media_type="application/json")
+
+
+async def embed(service, body: EmbeddingRequest) -> bytes:
+    """The response body for a validated request (raises the typed errors the handlers map).
+    Also served by :mod:`gateway.fastpath` for well-formed requests."""
     spec = service.registry.get(body.model)                     # 404 if unknown
     if spec.kind != "embed":
         raise BadParamsError(f"model {body.model!r} is a {spec.kind} model; /v1/embeddings serves "
@@ -68,7 +74,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
             for i, v in enumerate(vectors)]
     payload = {"object": "list", "data": data, "model": body.model,
                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+    return orjson.dumps(payload)              # compact; floats ≈ 12× faster than json.dumps
 
 
 async def _count_tokens(service, spec, texts: list[str]) -> int | None:

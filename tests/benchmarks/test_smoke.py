@@ -155,7 +155,10 @@ def test_gateway(tmp_path):
     assert r["git_commit"] == git_commit()
     assert r["added_p50_ms"] == round(r["gateway"]["p50_ms"] - r["client"]["p50_ms"], 3)
     cpu = r["cpu_ms_per_request"]
-    assert cpu["gateway_arm_gateway"] > 0 and cpu["gateway_arm_this_process"] > 0 and cpu["client_arm_this_process"] > 0
+    assert cpu["gateway_arm_gateway"] > 0 and cpu["client_arm_this_process"] > 0
+    assert cpu["client_arm_load_generator"] == cpu["client_arm_this_process"]      # the client is the load
+    assert 0 < cpu["gateway_arm_load_generator"] <= cpu["gateway_arm_load_generator_with_startup"]
+    assert r["gateway"]["connect_ms_max"] > 0
     u = r["unloaded"]
     assert u["client"]["requests"] == u["gateway"]["requests"] == 20
     assert 0 < u["gateway"]["p50_ms"] <= u["gateway"]["p99_ms"]

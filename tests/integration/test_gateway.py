@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import struct
 import time
 from pathlib import Path
@@ -74,6 +75,28 @@ def test_base64_is_little_endian_float32(gateway, workers):
         assert len(raw) == 384 * 4
         vector = struct.unpack("<384f", raw)
         assert np.allclose(vector, plain["embedding"], atol=1e-7)
+
+
+def test_fast_path_answers_as_the_route_does(gateway, workers):
+    """``application/json`` takes gateway/fastpath.py; ``application/x+json`` (JSON to FastAPI,
+    not to the fast path) takes the FastAPI route: same status, headers and body shape."""
+    workers.start("minilm")
+    answers = {}
+    for ctype in ("application/json", "application/x+json"):
+        for name, body in (("ok", {"model": "minilm", "input": SENTENCES[:2], "encoding_format": "float"}),
+                           ("unknown", {"model": "nope", "input": "x"}),
+                           ("dimensions", {"model": "minilm", "input": "x", "dimensions": 8})):
+            r = httpx.post(gateway.url + "/v1/embeddings", headers={**gateway.headers, "Content-Type": ctype},
+                           content=json.dumps(body), timeout=60)
+            answers[ctype, name] = (r.status_code, r.headers["content-type"], r.json())
+    for name in ("ok", "unknown", "dimensions"):
+        fast, route = answers["application/json", name], answers["application/x+json", name]
+        assert fast[:2] == route[:2] and fast[0] == {"ok": 200, "unknown": 404, "dimensions": 400}[name]
+        if name != "ok":
+            assert fast[2] == route[2]
+    fast, route = answers["application/json", "ok"][2], answers["application/x+json", "ok"][2]
+    assert fast["usage"] == route["usage"] and fast["model"] == route["model"] == "minilm"
+    assert cosines([d["embedding"] for d in fast["data"]], [d["embedding"] for d in route["data"]]).min() >= 0.9999
 
 
 def test_long_input_list_is_split_into_jobs_in_order(gateway, workers, client, redis):

@@ -178,3 +178,48 @@ def test_submitter_failure_reaches_every_request_of_the_batch():
     out = asyncio.run(main())
     sub.close()
     assert all(isinstance(e, errors.BrokerUnavailableError) for e in out)
+
+
+class UnknownModels:
+    """A registry that knows no model: the fast path's typed-error branch, no service needed."""
+
+    def get(self, name):
+        raise UnknownModelError(f"unknown model {name!r}")
+
+
+def drive_fast_path(path, ctype, body):
+    """Run EmbeddingsFastPath over ``echo_app``; return (status, body, whether the app ran)."""
+    from types import SimpleNamespace
+
+    from gateway.fastpath import EmbeddingsFastPath
+
+    ran, sent = [], []
+
+    async def inner(scope, receive, send):
+        ran.append(True)
+        await echo_app(scope, receive, send)
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    state = SimpleNamespace(service=SimpleNamespace(registry=UnknownModels()))
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"content-type", ctype)]}
+    asyncio.run(EmbeddingsFastPath(inner, state)(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"), bool(ran)
+
+
+def test_embeddings_fast_path_answers_well_formed_requests_and_hands_on_the_rest():
+    good = json.dumps({"model": "nope", "input": "hi"}).encode()
+    status, body, ran = drive_fast_path("/v1/embeddings", b"application/json; charset=utf-8", good)
+    assert (status, ran) == (404, False)                               # answered here, with the handler's body
+    assert json.loads(body)["error"]["type"] == "UnknownModelError"
+    for path, ctype, raw in (("/v1/embeddings", b"application/json", b'{"model": 1, "input": "hi"}'),
+                             ("/v1/embeddings", b"application/json", b"{not json"),
+                             ("/v1/embeddings", b"text/plain", good),
+                             ("/v1/models/x/infer", b"application/json", good)):
+        status, body, ran = drive_fast_path(path, ctype, raw)
+        assert (status, body, ran) == (200, raw, True)                 # the app got the body, byte for byte
