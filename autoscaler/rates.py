@@ -8,10 +8,15 @@ queue) and ``in_flight`` (jobs running). Between two readings ``dt`` apart:
 
 - arrivals = (jobs started + growth of the queue) / dt, never negative;
 - service time = in flight / start rate (Little's law on the slots), when jobs started;
-- worker rate = start rate / ready workers, measured only while jobs waited at both
-  readings and the ready workers did not change (the pool was saturated, so starts were
-  limited by what the workers could do, not by arrivals): what one worker serves on this
-  host, contention included;
+- worker rate = start rate / ready workers, measured only while the pool was saturated,
+  so that starts were limited by what the workers could do, not by arrivals: jobs waited
+  at both readings and the ready workers did not change, or the pool *shrank* and jobs
+  piled up behind the workers left (the queue grew and waits at the second reading). The
+  second case matters once workers start fast: a scale-in that leaves too few workers is
+  undone at the next reading, so the first case may never occur, and without the rate
+  the throughput term is missing and the same scale-in repeats every window (seen on the
+  steady trace with a 0.4 s cold start: 71 direction changes). What one worker serves on
+  this host, contention included;
 
 each smoothed by an EWMA with factor ``smoothing`` (0.3); the worker rate keeps its last
 value while the pool is not saturated. A counter that went back (the
@@ -41,6 +46,14 @@ def _ewma(sample: float, prev: float | None, a: float) -> float:
     return sample if prev is None else a * sample + (1 - a) * prev
 
 
+def _saturated(prev: RateState, waiting: int, ready_workers: int) -> bool:
+    """Starts over the interval were bounded by the ``ready_workers`` (see the module doc)."""
+    if ready_workers == prev.ready_workers:
+        return prev.waiting > 0
+    shrank = prev.ready_workers is not None and ready_workers < prev.ready_workers
+    return shrank and waiting > prev.waiting
+
+
 def update_rates(prev: RateState | None, now: float, started: int, waiting: int | None,
                  in_flight: int | None, smoothing: float = SMOOTHING,
                  ready_workers: int | None = None) -> RateState | None:
@@ -58,7 +71,6 @@ def update_rates(prev: RateState | None, now: float, started: int, waiting: int 
     if start_rate > 0 and in_flight is not None:
         service = _ewma(in_flight / start_rate, service, smoothing)
     per_worker = prev.worker_jobs_per_s
-    if ready_workers and ready_workers == prev.ready_workers and waiting > 0 and prev.waiting > 0 \
-            and start_rate > 0:
+    if ready_workers and waiting > 0 and start_rate > 0 and _saturated(prev, waiting, ready_workers):
         per_worker = _ewma(start_rate / ready_workers, per_worker, smoothing)
     return RateState(now, started, waiting, arrival, service, per_worker, ready_workers)

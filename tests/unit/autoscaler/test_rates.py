@@ -53,3 +53,19 @@ def test_worker_rate_is_measured_only_while_the_pool_is_saturated():
     s = update_rates(s, 5.0, started=760, waiting=10, in_flight=48, ready_workers=3)
     assert s.worker_jobs_per_s == pytest.approx(0.3 * 80 + 0.7 * 100)
     assert update_rates(s, 6.0, started=0, waiting=1, in_flight=0).worker_jobs_per_s == s.worker_jobs_per_s
+
+
+def test_worker_rate_is_measured_when_a_scale_in_left_too_few_workers():
+    """Two workers keep up (nothing waits); one is removed and jobs pile up behind the
+    other within one reading: its starts are what one worker can do."""
+    s = update_rates(None, 0.0, started=0, waiting=0, in_flight=4, ready_workers=2)
+    s = update_rates(s, 1.0, started=420, waiting=0, in_flight=4, ready_workers=2)
+    assert s.worker_jobs_per_s is None                                 # never saturated yet
+    s = update_rates(s, 2.0, started=775, waiting=90, in_flight=16, ready_workers=1)
+    assert s.worker_jobs_per_s == pytest.approx(355.0)
+    # the pool grew back at once: the next interval is not a clean measurement, kept as it was
+    s = update_rates(s, 3.0, started=1300, waiting=0, in_flight=6, ready_workers=2)
+    assert s.worker_jobs_per_s == pytest.approx(355.0)
+    # the pool shrank but the queue emptied: arrivals, not workers, bounded the starts
+    s = update_rates(s, 4.0, started=1500, waiting=0, in_flight=2, ready_workers=1)
+    assert s.worker_jobs_per_s == pytest.approx(355.0)
