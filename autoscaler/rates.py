@@ -9,14 +9,16 @@ queue) and ``in_flight`` (jobs running). Between two readings ``dt`` apart:
 - arrivals = (jobs started + growth of the queue) / dt, never negative;
 - service time = in flight / start rate (Little's law on the slots), when jobs started;
 - worker rate = start rate / ready workers, measured only while the pool was saturated,
-  so that starts were limited by what the workers could do, not by arrivals: jobs waited
-  at both readings and the ready workers did not change, or the pool *shrank* and jobs
-  piled up behind the workers left (the queue grew and waits at the second reading). The
-  second case matters once workers start fast: a scale-in that leaves too few workers is
-  undone at the next reading, so the first case may never occur, and without the rate
-  the throughput term is missing and the same scale-in repeats every window (seen on the
-  steady trace with a 0.4 s cold start: 71 direction changes). What one worker serves on
-  this host, contention included;
+  so that starts were limited by what the workers could do, not by arrivals: no worker
+  became ready during the interval, jobs wait at its end, and either they also waited at
+  its start or the queue grew (it built up behind the workers there were). The second
+  case matters once workers start fast: the scale-up answers the first backlog at the
+  next reading, and a scale-in that leaves too few workers is undone at the next one, so
+  "waited at both readings, same count" may never hold; without the rate the throughput
+  term is missing and the same scale-in repeats every window (the steady trace with a
+  0.4 s cold start: 71 direction changes). A start rate that was arrival-bound for part
+  of the interval understates the workers: the error is towards more workers. What one
+  worker serves on this host, contention included;
 
 each smoothed by an EWMA with factor ``smoothing`` (0.3); the worker rate keeps its last
 value while the pool is not saturated. A counter that went back (the
@@ -47,11 +49,11 @@ def _ewma(sample: float, prev: float | None, a: float) -> float:
 
 
 def _saturated(prev: RateState, waiting: int, ready_workers: int) -> bool:
-    """Starts over the interval were bounded by the ``ready_workers`` (see the module doc)."""
-    if ready_workers == prev.ready_workers:
-        return prev.waiting > 0
-    shrank = prev.ready_workers is not None and ready_workers < prev.ready_workers
-    return shrank and waiting > prev.waiting
+    """Starts over the interval were bounded by the ``ready_workers`` (see the module doc);
+    the caller has checked that jobs wait now."""
+    if prev.ready_workers is None or ready_workers > prev.ready_workers:
+        return False
+    return (ready_workers == prev.ready_workers and prev.waiting > 0) or waiting > prev.waiting
 
 
 def update_rates(prev: RateState | None, now: float, started: int, waiting: int | None,

@@ -1,7 +1,14 @@
-"""Write the built-in traces: ``python -m autoscaler.traces.generate [--out DIR]``.
+"""Write the built-in traces: ``python -m autoscaler.traces.generate [--out DIR] [--scale X]``.
 
 Each trace is a non-homogeneous Poisson process (counts per 0.1 s bin drawn from a fixed
 seed, times uniform inside the bin), one sentence per job unless said otherwise.
+
+**Rates scale with the machine.** The rates below were sized against a reference worker
+serving ``REFERENCE_JOBS_PER_S`` (124 jobs/s: the torch-engine calibration the shapes were
+written for). The stored files multiply every rate by ``--scale``, by default the
+calibrated worker's rate over that reference (``docs/sim/calibration``: 355 / 124 = 2.86 at
+33fc26d, onnx engine), so each shape still asks for the same number of workers -- a trace
+sized for a slow engine would need one worker of a fast one and test nothing.
 
 **Development set** (the policy's defaults were tuned on these; jobs/s chosen against an
 idealised 110 jobs/s worker and a pool of at most 4, 440 jobs/s -- on this 2-core host,
@@ -41,6 +48,9 @@ import numpy as np
 from autoscaler.traces import HERE, Trace, builtin_path, make_trace, save
 
 BIN_S = 0.1
+# One worker's jobs/s in the calibration the shapes below were sized against (torch engine,
+# docs/sim/README.md "The machine" until bb719ae: worker_jobs_per_s 124.07).
+REFERENCE_JOBS_PER_S = 124.07
 
 
 def poisson(name: str, rate: Callable[[np.ndarray], np.ndarray], duration_s: float, seed: int,
@@ -135,17 +145,29 @@ HELDOUT = {
 SPECS = {**DEV, **HELDOUT}
 
 
-def build(name: str) -> Trace:
+def build(name: str, scale: float = 1.0) -> Trace:
+    """The trace ``name`` with every rate multiplied by ``scale``."""
     rate, duration, seed, sizes = SPECS[name]
-    return poisson(name, rate, duration, seed, sizes)
+    return poisson(name, lambda t: scale * rate(t), duration, seed, sizes)
+
+
+def machine_scale(calibration: str | None = None) -> float:
+    """The calibrated worker's rate over the reference the shapes were sized against."""
+    from autoscaler.simulator import machine
+
+    return machine.calibration(calibration).worker_jobs_per_s / REFERENCE_JOBS_PER_S
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=HERE)
+    p.add_argument("--scale", type=float, help="rate multiplier (default: calibrated worker / reference worker)")
+    p.add_argument("--calibration", help="for the default scale (default: docs/sim/calibration)")
     args = p.parse_args(argv)
+    scale = args.scale if args.scale is not None else machine_scale(args.calibration)
+    print(f"rates x {scale:.3f}")
     for name in SPECS:
-        path = save(build(name), args.out / builtin_path(name).name)
+        path = save(build(name, scale), args.out / builtin_path(name).name)
         print(path)
     return 0
 

@@ -46,12 +46,14 @@ def test_worker_rate_is_measured_only_while_the_pool_is_saturated():
     # jobs stopped waiting: starts were limited by arrivals, not by the workers -- kept as it was
     s = update_rates(s, 2.0, started=250, waiting=0, in_flight=5, ready_workers=2)
     assert s.worker_jobs_per_s == pytest.approx(100.0)
-    # a worker became ready during the interval: not a clean measurement either
+    # the queue built up again behind the same two workers: measured (50 starts/s over 2)
     s = update_rates(s, 3.0, started=300, waiting=10, in_flight=32, ready_workers=2)
+    assert s.worker_jobs_per_s == pytest.approx(0.3 * 25 + 0.7 * 100)
+    # a worker became ready during the interval: not a clean measurement
     s = update_rates(s, 4.0, started=520, waiting=10, in_flight=48, ready_workers=3)
-    assert s.worker_jobs_per_s == pytest.approx(100.0)
+    assert s.worker_jobs_per_s == pytest.approx(77.5)
     s = update_rates(s, 5.0, started=760, waiting=10, in_flight=48, ready_workers=3)
-    assert s.worker_jobs_per_s == pytest.approx(0.3 * 80 + 0.7 * 100)
+    assert s.worker_jobs_per_s == pytest.approx(0.3 * 80 + 0.7 * 77.5)
     assert update_rates(s, 6.0, started=0, waiting=1, in_flight=0).worker_jobs_per_s == s.worker_jobs_per_s
 
 
@@ -69,3 +71,16 @@ def test_worker_rate_is_measured_when_a_scale_in_left_too_few_workers():
     # the pool shrank but the queue emptied: arrivals, not workers, bounded the starts
     s = update_rates(s, 4.0, started=1500, waiting=0, in_flight=2, ready_workers=1)
     assert s.worker_jobs_per_s == pytest.approx(355.0)
+
+
+def test_worker_rate_is_measured_when_the_first_backlog_builds():
+    """The first reading with jobs waiting: the queue grew behind the one worker there was,
+    so its starts are what it can do -- known before the scale-up changes the count."""
+    s = update_rates(None, 0.0, started=0, waiting=0, in_flight=0, ready_workers=1)
+    s = update_rates(s, 1.0, started=355, waiting=47, in_flight=16, ready_workers=1)
+    assert s.worker_jobs_per_s == pytest.approx(355.0)
+    # a queue that shrank while jobs still wait, the count the same but nothing waited
+    # before: not measured (it did not build up behind these workers)
+    t = update_rates(None, 0.0, started=0, waiting=0, in_flight=0, ready_workers=2)
+    t = update_rates(t, 1.0, started=100, waiting=0, in_flight=3, ready_workers=2)
+    assert t.worker_jobs_per_s is None

@@ -12,13 +12,13 @@ from autoscaler.simulator.compare import compare_to_timeline
 from autoscaler.simulator.model import SimParams, simulate
 from autoscaler.simulator.policies import ElastiqPolicy
 from autoscaler.traces import BUILTIN, load, make_trace, save
-from autoscaler.traces.generate import build, poisson
+from autoscaler.traces.generate import build, machine_scale, poisson
 from autoscaler.traces.timeline import arrivals_from_timeline
 
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_trace_files_match_their_generator(name):
-    stored, fresh = load(name), build(name)
+    stored, fresh = load(name), build(name, machine_scale())     # rates x calibrated / reference worker
     assert stored.jobs == fresh.jobs > 1000
     assert np.allclose(stored.t, fresh.t) and stored.duration_s == fresh.duration_s
 
