@@ -218,7 +218,9 @@ class DockerBackend(EngineClient):
     def _containers(self, group: str | None) -> list:
         labels = [f"{POOL_LABEL}={self.pool}"] + ([f"{GROUP_LABEL}={group}"] if group else [])
         try:
-            found = self.client.containers.list(all=True, filters={"label": labels})
+            # ignore_removed: docker-py lists, then inspects each container; one removed in
+            # between (a drained worker going away) is skipped, not a failed pass
+            found = self.client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
         except BackendError:
             raise
         except Exception as exc:
