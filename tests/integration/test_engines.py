@@ -20,6 +20,8 @@ from elastiq.local import procs
 from elastiq.registry import DEFAULT_MODELS, ModelSpec
 from workers import runtime as rt
 from workers.engines import cache, store, texts
+from workers.engines.export import int8_problem
+from workers.engines.int8 import RECIPE
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +69,12 @@ def test_int8_agrees_with_torch_fp32_on_heldout_texts(minilm_torch):
     cos = cosines(outputs(int8, held), outputs(minilm_torch, held))
     assert cos.mean() >= 0.99 and cos.min() >= 0.97, (cos.mean(), cos.min())
     assert cos.min() < 0.99999          # it really is a different (quantized) graph
+    chosen = cache.ensure(int8.spec).manifest["figures"]["int8_nodes"]       # the graph served, as exported
+    assert chosen["recipe"] == RECIPE and chosen["tried"][-1]["selection"] == chosen["selection"]
+    probe = [{"cosine_mean": t["probe_cosine_mean"], "cosine_min": t["probe_cosine_min"]} for t in chosen["tried"]]
+    assert all(int8_problem(f) for f in probe[:-1]) and int8_problem(probe[-1]) is None   # first set passing the probe
+    assert [t["selection"] for t in chosen["tried"]] == ["all-weight-matmuls", "all-but-ffn-output",
+                                                         "ffn-input+attention-output"][:len(probe)]
 
 
 def test_classify_parity_tiny_classifier(tiny_classifier):

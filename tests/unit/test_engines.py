@@ -92,18 +92,58 @@ def _graph(names_and_weights):
     return onnx.helper.make_model(graph)
 
 
-def test_int8_quantizes_ffn_input_and_attention_output_only():
-    from workers.engines.int8 import select_nodes
+def test_int8_candidates_fastest_first():
+    from workers.engines.int8 import candidates
 
-    bert = _graph([("/model/encoder/layer.0/attention/self/query/MatMul", True),
-                   ("/model/encoder/layer.0/attention/self/MatMul", False),        # scores: activations
-                   ("/model/encoder/layer.0/attention/output/dense/MatMul", True),
-                   ("/model/encoder/layer.0/intermediate/dense/MatMul", True),
-                   ("/model/encoder/layer.0/output/dense/MatMul", True)])
-    assert select_nodes(bert) == ["/model/encoder/layer.0/attention/output/dense/MatMul",
-                                  "/model/encoder/layer.0/intermediate/dense/MatMul"]
+    layer = "/model/encoder/layer.0/"
+    bert = _graph([(layer + "attention/self/query/MatMul", True),
+                   (layer + "attention/self/MatMul", False),                      # scores: activations
+                   (layer + "attention/output/dense/MatMul", True),
+                   (layer + "intermediate/dense/MatMul", True),
+                   (layer + "output/dense/MatMul", True)])
+    assert candidates(bert) == [
+        ("all-weight-matmuls", [layer + "attention/self/query/MatMul", layer + "attention/output/dense/MatMul",
+                                layer + "intermediate/dense/MatMul", layer + "output/dense/MatMul"]),
+        ("all-but-ffn-output", [layer + "attention/self/query/MatMul", layer + "attention/output/dense/MatMul",
+                                layer + "intermediate/dense/MatMul"]),
+        ("ffn-input+attention-output", [layer + "attention/output/dense/MatMul", layer + "intermediate/dense/MatMul"])]
     other = _graph([("fc1", True), ("mix", False), ("fc2", True)])
-    assert select_nodes(other) == ["fc1", "fc2"]       # not BERT-named: every weight MatMul
+    assert candidates(other) == [("all-weight-matmuls", ["fc1", "fc2"])]     # not BERT-named: one set
+
+
+@pytest.mark.parametrize(("probe_mins", "chosen"), [
+    ([0.98], "all-weight-matmuls"),                                   # the fastest passes: kept
+    ([0.955, 0.975], "all-but-ffn-output"),                           # falls back one set
+    ([0.95, 0.96, 0.965], "ffn-input+attention-output")])             # none passes: the last (then refused)
+def test_int8_choice_keeps_the_first_set_passing_the_probe_gate(tmp_path, monkeypatch, probe_mins, chosen):
+    """The selection loop itself (the real quantization and check on MiniLM: tests/integration)."""
+    import onnx
+
+    from workers.engines import export, int8
+
+    fp32 = tmp_path / "model.fp32.onnx"
+    onnx.save(_graph([("/m/layer.0/attention/output/dense/MatMul", True), ("/m/layer.0/intermediate/dense/MatMul", True),
+                      ("/m/layer.0/output/dense/MatMul", True)]), str(fp32))
+    quantized, figures = [], iter(probe_mins)
+    monkeypatch.setattr(int8, "quantize", lambda src, dst, nodes: quantized.append(len(nodes)))
+    monkeypatch.setattr(export, "check", lambda kind, ref, name, graph, out: (
+        name == "probe" and graph == out / "model.onnx" or pytest.fail(f"checked {name} {graph}"))
+        and {"cosine_mean": 0.995, "cosine_min": next(figures)})
+    got = export.choose_int8("embed", {}, fp32, tmp_path)
+    assert got["selection"] == chosen and got["recipe"] == int8.RECIPE
+    assert [t["probe_cosine_min"] for t in got["tried"]] == probe_mins and quantized == [3, 2, 2][:len(probe_mins)]
+
+
+def test_int8_entries_are_keyed_by_the_quantization_recipe(monkeypatch):
+    from workers.engines import int8
+
+    assert store.entry_name("ab" * 20, "embed", None).endswith("-onnx17-fp32-f1")
+    now = store.entry_name("ab" * 20, "embed", "int8")
+    assert now.endswith(f"-int8r{int8.RECIPE}-f1") and "int8" in store.index_key("s", "embed", "int8")
+    before = store.index_key("s", "embed", "int8")
+    monkeypatch.setattr(int8, "RECIPE", int8.RECIPE + 1)              # a new recipe: a new entry
+    assert store.entry_name("ab" * 20, "embed", "int8") != now and store.index_key("s", "embed", "int8") != before
+    assert store.entry_name("ab" * 20, "embed", None).endswith("-fp32-f1")    # fp32 entries untouched
 
 
 # --- the cache on disk

@@ -3,16 +3,18 @@
 Layout under the cache root (``$ELASTIQ_ENGINE_CACHE``, else ``$ELASTIQ_HOME/engines``,
 ``ELASTIQ_HOME`` defaulting to ``./.elastiq``)::
 
-    <model hash[:20]>-<kind>-onnx<opset>-<fp32|int8>-f<format>/
+    <model hash[:20]>-<kind>-onnx<opset>-<fp32|int8r<recipe>>-f<format>/
         model.onnx  tokenizer.json  manifest.json     # or failed.json
     <same name>.lock       # flock: one exporter per entry, across processes
     index.json             # "<source>|<kind>|<quantize>|..." -> entry name (last export)
     memo/<path hash>.json  # a model directory's content hash, keyed by its files' stat
 
 The key is the *content* of the model directory (every top-level file, sha256), so a new
-model version is a new entry. Hashing ~90 MB on every worker start would cost ~0.1 s, so
-the hash is memoised per directory by each file's size and mtime (as git's index does);
-a changed file changes its stat and is hashed again.
+model version is a new entry; an int8 entry's key also names the quantization recipe
+(:data:`workers.engines.int8.RECIPE`), so a graph quantized the old way is not reused.
+Hashing ~90 MB on every worker start would cost ~0.1 s, so the hash is memoised per
+directory by each file's size and mtime (as git's index does); a changed file changes its
+stat and is hashed again.
 
 An entry is valid only if ``manifest.json`` exists (it is written last, atomically, by
 ``os.replace``) and every file it lists has the recorded size and sha256: a truncated or
@@ -41,12 +43,21 @@ def cache_root(env=None) -> Path:
     return (Path(env.get("ELASTIQ_HOME", ".elastiq")).expanduser() / "engines").resolve()
 
 
+def variant(quantize: str | None) -> str:
+    """``fp32``, or the quantization with its recipe version (``int8r2``)."""
+    if not quantize:
+        return "fp32"
+    from workers.engines import int8
+
+    return f"{quantize}r{int8.RECIPE}" if quantize == "int8" else quantize
+
+
 def entry_name(model_hash: str, kind: str, quantize: str | None, opset: int = OPSET) -> str:
-    return f"{model_hash[:20]}-{kind}-onnx{opset}-{quantize or 'fp32'}-f{FORMAT}"
+    return f"{model_hash[:20]}-{kind}-onnx{opset}-{variant(quantize)}-f{FORMAT}"
 
 
 def index_key(source: str, kind: str, quantize: str | None, opset: int = OPSET) -> str:
-    return f"{source}|{kind}|{quantize or 'fp32'}|onnx{opset}|f{FORMAT}"
+    return f"{source}|{kind}|{variant(quantize)}|onnx{opset}|f{FORMAT}"
 
 
 def sha256_file(path: Path) -> str:

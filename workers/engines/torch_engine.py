@@ -74,8 +74,8 @@ def _quantize_int8(model):
     attention output projection, weights per channel. Quantizing every Linear (``int8-all``)
     is faster but the FFN *output* projections carry outliers that dynamic per-tensor
     activation scales clip: on MiniLM, all layers gave cosine 0.944 to fp32, this
-    selection 0.991 (``elastiq bench quantize``). The onnx engine keeps the same selection
-    (:mod:`workers.engines.int8`)."""
+    selection 0.991 (``elastiq bench quantize``). The onnx engine chooses its own set at
+    export, on the probe texts (:mod:`workers.engines.int8`)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
     chosen = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
