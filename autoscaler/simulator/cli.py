@@ -4,7 +4,7 @@
     elastiq simulate --set heldout --out docs/sim     # heldout.json, heldout-<trace>.png, ...
     elastiq simulate --set dev --out docs/sim
     elastiq simulate readme [--dir docs/sim]          # docs/sim/README.md from the JSON
-    elastiq simulate record ... / replay ...          # a live run against the simulator
+    elastiq simulate record ... / replay ... / calibrate ...   # a live run against the simulator
 
 Prints one table per trace -- worker-seconds (cost), p50/p95/p99 queue wait, jobs over
 the wait SLO, scale events, direction changes -- then elastiq's ratio to every baseline
@@ -34,7 +34,7 @@ from elastiq.errors import ConfigError
 RET_OK, RET_FAILED, RET_USAGE = 0, 1, 2
 SETS = {"dev": lambda: DEV, "heldout": heldout, "all": lambda: DEV + heldout()}
 SUBCOMMANDS = {"readme": "autoscaler.simulator.docs", "record": "autoscaler.simulator.live",
-               "replay": "autoscaler.simulator.live"}
+               "replay": "autoscaler.simulator.live", "calibrate": "autoscaler.simulator.live"}
 
 
 def parser() -> argparse.ArgumentParser:

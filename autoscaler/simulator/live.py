@@ -3,6 +3,8 @@
     elastiq simulate record --trace burst.csv --out run/ [--model minilm] [--workers 1]
                             [--time-scale 1] [--save-trace autoscaler/traces/recorded.csv.gz]
     elastiq simulate replay run/recording.json [--png run/fidelity.png] [--json run/fidelity.json]
+                            [--calibration cal.json]
+    elastiq simulate calibrate run/recording.json --out cal.json
 
 ``record`` brings up the local stack exactly as ``elastiq up --autoscale`` does (a private
 ``ELASTIQ_HOME``: redis-server, N workers, the autoscaler with the process backend), then a
@@ -16,6 +18,12 @@ stores the submit times as a trace file (the held-out set's ``recorded`` slot).
 ``replay`` feeds the recorded submit times to the simulator with the same policy settings
 and the machine calibrated from docs/bench, and compares worker-seconds, p95 job wait and
 the worker count over time (:mod:`autoscaler.simulator.compare`); the PNG shows both runs.
+
+``calibrate`` writes a calibration JSON whose worker and host rates are the ones the pool
+served in a recording's saturated seconds (the benchmarks measure them in a short batch
+run; a long live run with a real-time client and the autoscaler on the same cores serves
+less). Replay *another* recording with it: a rate taken from a run and checked on that
+same run proves nothing.
 """
 
 from __future__ import annotations
@@ -178,6 +186,42 @@ def replay(recording: dict, calibration: str | None = None) -> tuple[dict, objec
             **compare.compare(rows, result, waits)}, result, rows
 
 
+def saturated_rates(recording: dict, min_waiting: int = 300) -> dict[int, dict]:
+    """Jobs started per second while the pool was saturated, by ready workers: for every
+    timeline row with at least ``min_waiting`` jobs waiting (about half a second of work for
+    two workers: starts are bounded by the workers, not by arrivals), the starts in the
+    second before it. ``{ready: {"jobs_per_s": median, "samples": n}}``."""
+    started = np.sort(np.array([j["started_s"] for j in recording["jobs"] if "started_s" in j]))
+    by_ready: dict[int, list[int]] = {}
+    for row in recording["timeline"]:
+        if (row.get("waiting") or 0) >= min_waiting and row.get("ready"):
+            t = row["t"] - recording["t0"]
+            n = int(np.searchsorted(started, t) - np.searchsorted(started, t - 1.0))
+            by_ready.setdefault(int(row["ready"]), []).append(n)
+    return {k: {"jobs_per_s": float(np.median(v)), "samples": len(v)} for k, v in sorted(by_ready.items())}
+
+
+def calibration_from(recording: dict, base, min_waiting: int = 300) -> dict:
+    """``base`` (a :class:`~autoscaler.simulator.machine.Calibration`) with one worker's and
+    the host's saturated rates taken from a live recording instead of the benchmarks."""
+    rates = saturated_rates(recording, min_waiting)
+    if not rates:
+        raise ValueError(f"the recording never had {min_waiting}+ jobs waiting: no saturated interval to measure")
+    cal = base.as_dict()
+    where = f"live recording of trace {recording['trace']} at {str(recording.get('commit'))[:7]}"
+    host = max(rates, key=lambda k: rates[k]["jobs_per_s"])
+    cal["host_jobs_per_s"] = rates[host]["jobs_per_s"]
+    cal["sources"] = {**cal["sources"], "host_jobs_per_s": (
+        f"{where}: median jobs started/s with {min_waiting}+ waiting and {host} worker(s) ready "
+        f"({rates[host]['samples']} samples)")}
+    if 1 in rates:
+        cal["worker_jobs_per_s"] = rates[1]["jobs_per_s"]
+        cal["sources"]["worker_jobs_per_s"] = (f"{where}: the same with 1 worker ready "
+                                               f"({rates[1]['samples']} samples)")
+    cal["cold_start_s"] = list(cal["cold_start_s"])
+    return cal
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elastiq simulate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -194,7 +238,26 @@ def parser() -> argparse.ArgumentParser:
     p2.add_argument("--png", type=Path, help="live and simulated workers, queue and waits over time")
     p2.add_argument("--json", type=Path, help="write the comparison here")
     p2.add_argument("--calibration", help="a bench-style directory or calibration JSON (default: docs/sim/calibration)")
+    p3 = sub.add_parser("calibrate", help="a calibration JSON whose worker and host rates come from a recording")
+    p3.add_argument("recording", type=Path)
+    p3.add_argument("--out", type=Path, required=True, help="the calibration JSON to write")
+    p3.add_argument("--calibration", help="the rest of the calibration (default: docs/sim/calibration)")
+    p3.add_argument("--min-waiting", type=int, default=300, help="jobs waiting for a reading to count as saturated")
     return p
+
+
+def _calibrate(args) -> int:
+    from autoscaler.simulator import machine
+
+    try:
+        cal = calibration_from(json.loads(args.recording.read_text()), machine.calibration(args.calibration),
+                               args.min_waiting)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"elastiq simulate calibrate: {exc}", file=sys.stderr)
+        return RET_USAGE
+    args.out.write_text(json.dumps(cal, indent=2) + "\n")
+    print(f"worker {cal['worker_jobs_per_s']:.0f} jobs/s, host {cal['host_jobs_per_s']:.0f} jobs/s -> {args.out}")
+    return RET_OK
 
 
 def main(argv=None) -> int:
@@ -214,6 +277,8 @@ def main(argv=None) -> int:
             save(recorded_trace(rec), args.save_trace)
             print(f"trace -> {args.save_trace}")
         return RET_OK
+    if args.cmd == "calibrate":
+        return _calibrate(args)
     try:
         recording = json.loads(args.recording.read_text())
         result, sim, rows = replay(recording, args.calibration)
