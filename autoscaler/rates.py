@@ -10,8 +10,11 @@ queue) and ``in_flight`` (jobs running). Between two readings ``dt`` apart:
 - service time = in flight / start rate (Little's law on the slots), when jobs started;
 - worker rate = start rate / ready workers, measured only while the pool was saturated,
   so that starts were limited by what the workers could do, not by arrivals: no worker
-  became ready during the interval, jobs wait at its end, and either they also waited at
-  its start or the queue grew (it built up behind the workers there were). The second
+  became ready during the interval, jobs wait at its end *with every slot of the ready
+  workers busy* (when the slots per worker are known: a job that arrived a moment before
+  the reading waits too, while slots are free -- live, at 14 jobs/s, that read as "a
+  worker serves 12/s" and added a worker), and either jobs also waited at the interval's
+  start or the queue grew (it built up behind the workers there were). The second
   case matters once workers start fast: the scale-up answers the first backlog at the
   next reading, and a scale-in that leaves too few workers is undone at the next one, so
   "waited at both readings, same count" may never hold; without the rate the throughput
@@ -48,17 +51,20 @@ def _ewma(sample: float, prev: float | None, a: float) -> float:
     return sample if prev is None else a * sample + (1 - a) * prev
 
 
-def _saturated(prev: RateState, waiting: int, ready_workers: int) -> bool:
+def _saturated(prev: RateState, waiting: int, in_flight: int | None, ready_workers: int,
+               slots_per_worker: int | None) -> bool:
     """Starts over the interval were bounded by the ``ready_workers`` (see the module doc);
     the caller has checked that jobs wait now."""
     if prev.ready_workers is None or ready_workers > prev.ready_workers:
         return False
+    if slots_per_worker and (in_flight is None or in_flight < slots_per_worker * ready_workers):
+        return False            # a slot is free: the waiting job is about to be taken
     return (ready_workers == prev.ready_workers and prev.waiting > 0) or waiting > prev.waiting
 
 
 def update_rates(prev: RateState | None, now: float, started: int, waiting: int | None,
                  in_flight: int | None, smoothing: float = SMOOTHING,
-                 ready_workers: int | None = None) -> RateState | None:
+                 ready_workers: int | None = None, slots_per_worker: int | None = None) -> RateState | None:
     """The next state after one reading; ``None`` while nothing is known yet."""
     if waiting is None:
         return prev
@@ -73,6 +79,7 @@ def update_rates(prev: RateState | None, now: float, started: int, waiting: int 
     if start_rate > 0 and in_flight is not None:
         service = _ewma(in_flight / start_rate, service, smoothing)
     per_worker = prev.worker_jobs_per_s
-    if ready_workers and waiting > 0 and start_rate > 0 and _saturated(prev, waiting, ready_workers):
+    if ready_workers and waiting > 0 and start_rate > 0 and \
+            _saturated(prev, waiting, in_flight, ready_workers, slots_per_worker):
         per_worker = _ewma(start_rate / ready_workers, per_worker, smoothing)
     return RateState(now, started, waiting, arrival, service, per_worker, ready_workers)

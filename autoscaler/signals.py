@@ -94,7 +94,8 @@ class Signals:
         on_queue = None if beats is None else [b for b in beats.values() if queue in b.get("queues", [])]
         mine = None if beats is None else [b for w, b in beats.items() if w in worker_ids]
         ready = sum(1 for b in mine or [] if b.get("ready"))
-        rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None)
+        slots = max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None
+        rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None, slots)
         colds = [b["cold_start_s"] for b in on_queue or [] if b.get("cold_start_s")]
         if colds:
             self._cold_start[queue] = max(colds)
@@ -105,7 +106,7 @@ class Signals:
             worker_jobs_per_s=rates.worker_jobs_per_s if rates else None,
             workers=len(worker_ids), ready_workers=ready,
             busy_workers=sum(1 for b in mine or [] if b.get("busy_by_queue", {}).get(queue, 0) > 0),
-            slots_per_worker=max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None,
+            slots_per_worker=slots,
             cold_start_s=self._cold_start.get(queue),
             worker_info=None if beats is None else worker_info(worker_ids, beats, started or {}),
         )
@@ -119,12 +120,12 @@ class Signals:
             threads_per_worker=max(threads) if threads else None))
 
     def _update_rates(self, queue: str, now: float, waiting: int | None, in_flight: int | None,
-                      ready: int | None) -> RateState | None:
+                      ready: int | None, slots: int | None) -> RateState | None:
         try:
             started = int(self.redis.hget(contract.stats_key(queue), "started") or 0)
         except Exception:  # noqa: BLE001 - unknown, not fatal
             return None
-        state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing, ready)
+        state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing, ready, slots)
         self._rates[queue] = state
         return state
 

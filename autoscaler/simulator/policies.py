@@ -23,8 +23,9 @@ class RateEstimator:
     smoothing: float = SMOOTHING
     state: RateState | None = None
 
-    def update(self, now: float, started: int, waiting: int, in_flight: int, ready: int | None = None) -> None:
-        self.state = update_rates(self.state, now, started, waiting, in_flight, self.smoothing, ready)
+    def update(self, now: float, started: int, waiting: int, in_flight: int, ready: int | None = None,
+               slots: int | None = None) -> None:
+        self.state = update_rates(self.state, now, started, waiting, in_flight, self.smoothing, ready, slots)
 
     @property
     def arrival_rate(self) -> float | None:
@@ -64,7 +65,8 @@ class ElastiqPolicy:
         return self.config.min_workers if self.initial is None else self.initial
 
     def snapshot(self, obs: Observation) -> Snapshot:
-        self.rates.update(obs.now, obs.started_total, obs.waiting, obs.in_flight, obs.ready_workers)
+        self.rates.update(obs.now, obs.started_total, obs.waiting, obs.in_flight, obs.ready_workers,
+                          obs.slots_per_worker)
         q = QueueSnapshot(
             queue="sim", waiting=obs.waiting, in_flight=obs.in_flight, oldest_age_s=obs.oldest_age_s,
             arrival_rate=self.rates.arrival_rate, service_time_s=self.rates.service_time_s,

@@ -84,3 +84,16 @@ def test_worker_rate_is_measured_when_the_first_backlog_builds():
     t = update_rates(None, 0.0, started=0, waiting=0, in_flight=0, ready_workers=2)
     t = update_rates(t, 1.0, started=100, waiting=0, in_flight=3, ready_workers=2)
     assert t.worker_jobs_per_s is None
+
+
+def test_a_job_waiting_beside_free_slots_is_not_saturation():
+    """Live, at 14 jobs/s: a job that arrived just before the reading waits while a slot is
+    free; read as saturation it said "a worker serves 12/s" and added a worker. With the
+    slots per worker known, only a reading with every ready slot busy counts."""
+    s = update_rates(None, 0.0, started=0, waiting=0, in_flight=0, ready_workers=1, slots_per_worker=16)
+    s = update_rates(s, 1.0, started=12, waiting=1, in_flight=0, ready_workers=1, slots_per_worker=16)
+    assert s.worker_jobs_per_s is None
+    s = update_rates(s, 2.0, started=24, waiting=2, in_flight=9, ready_workers=1, slots_per_worker=16)
+    assert s.worker_jobs_per_s is None
+    s = update_rates(s, 3.0, started=379, waiting=60, in_flight=16, ready_workers=1, slots_per_worker=16)
+    assert s.worker_jobs_per_s == pytest.approx(355.0)
