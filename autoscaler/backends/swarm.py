@@ -257,10 +257,10 @@ class SwarmBackend(EngineClient):
         if slots >= replicas:
             self._unfilled_since.pop(sid, None)
             return
-        since = self._unfilled_since.setdefault(sid, self._clock())
-        if self._clock() - since < UNFILLED_NUDGE_S:
+        now = self._clock()
+        if now - self._unfilled_since.setdefault(sid, now) < UNFILLED_NUDGE_S:
             return
-        self._unfilled_since[sid] = self._clock()
+        self._unfilled_since[sid] = now
         try:
             self._scale(service, replicas, f"Swarm left {replicas - slots} slot(s) unfilled for "
                                            f"{UNFILLED_NUDGE_S:.0f}s+: asking it to reconcile again")
