@@ -61,6 +61,9 @@ class PolicyConfig:
     stabilisation_min_s: float = 15.0    # scale-down window floor
     cold_start_factor: float = 3.0       # window >= factor x measured cold start
     memory_reserve_mb: float = 512.0     # host memory never handed to new workers
+    # Idle CPUs (per worker thread) the host must show for a worker to be added: below it a
+    # new worker would only share cores that are already busy (other tenants, or the pool).
+    min_free_cpu: float = 0.25
     # True: never fewer workers than are busy. False (default): the controller drains a
     # victim (it stops consuming and finishes its jobs; a job is never taken from a worker
     # running it), so the floor is the workers whose slots the jobs in flight need. With
@@ -91,6 +94,8 @@ class PolicyConfig:
             raise ConfigError(f"tolerance must be in [0, 1), got {self.tolerance}")
         if self.prewarm_min_surges < 2 or not 0 <= self.prewarm_jitter < 1 or self.prewarm_lead_factor < 0:
             raise ConfigError("prewarm_min_surges >= 2, prewarm_jitter in [0, 1), prewarm_lead_factor >= 0")
+        if self.min_free_cpu < 0 or self.memory_reserve_mb < 0:
+            raise ConfigError("min_free_cpu and memory_reserve_mb must be >= 0")
         if self.max_step_up < 1 or self.stabilisation_min_s < 0 or self.cold_start_factor < 0:
             raise ConfigError("max_step_up >= 1, stabilisation_min_s >= 0, cold_start_factor >= 0")
 
@@ -128,7 +133,10 @@ def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[
     """Most workers the host can run (current ones included), what limits it, and each cap.
 
     memory: current + (free_memory_mb - memory_reserve_mb) / worker_rss_mb (the running
-    workers' memory is already used, so it is not in "free"); CPU: cpus / threads_per_worker.
+    workers' memory is already used, so it is not in "free"); CPU: cpus / threads_per_worker,
+    and no worker more while the host shows less than ``min_free_cpu`` idle CPUs per worker
+    thread (measured over the last tick: a busy neighbour, or a pool already using every
+    core). Never a cap below ``current``, and never at zero workers (jobs must be served).
     An unknown number gives no cap (the max_workers clamp still holds).
     """
     caps: dict[str, tuple[int, str]] = {}
@@ -138,6 +146,8 @@ def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[
     if h.cpus:
         per = h.threads_per_worker or 1
         caps["cap_cpu"] = (max(1, h.cpus // per), f"CPU: {h.cpus} CPUs / {per} thread(s) per worker")
+    if h.free_cpu is not None and current > 0 and h.free_cpu < config.min_free_cpu * (h.threads_per_worker or 1):
+        caps["cap_free_cpu"] = (current, f"CPU: {h.free_cpu:.2f} idle, a new worker would only share busy cores")
     parts = {k: v[0] for k, v in caps.items()}
     if not caps:
         return None, "", parts

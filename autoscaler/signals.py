@@ -13,7 +13,7 @@ Per queue:
 Per replica: its start time and readiness (heartbeat ``started_at``/``ready``/
 ``cold_start_s``; the backend's start time for one not heartbeating yet), so the policy
 never scales in while a worker loads or before a worker's own window has passed.
-Host: CPUs, idle CPU and available memory (psutil), worker RSS (heartbeats).
+Host: CPUs, idle CPU and available memory (``autoscaler.hoststats``), worker RSS (heartbeats).
 Anything that cannot be read is ``None`` (unknown), never zero.
 """
 
@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from autoscaler.hoststats import HostStats
 from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
 from elastiq import contract, reservations
@@ -72,7 +73,7 @@ class Signals:
     def __init__(self, redis, *, smoothing: float = SMOOTHING, host: Callable[[], dict] | None = None):
         self.redis = redis
         self.smoothing = smoothing
-        self._host = host or host_stats
+        self._host = host or HostStats()
         self._rates: dict[str, RateState | None] = {}
         self._cold_start: dict[str, float] = {}
 
@@ -140,19 +141,3 @@ def worker_info(worker_ids: list[str], beats: dict[str, dict],
         out.append(WorkerInfo(wid, None if at is None else float(at), bool(hb.get("ready")),
                               hb.get("cold_start_s")))
     return tuple(out)
-
-
-def host_stats() -> dict:
-    """CPUs, idle CPUs and available memory of this host; {} entries missing if unreadable."""
-    try:
-        import psutil
-    except ImportError:
-        return {}
-    try:
-        cpus = psutil.cpu_count() or None
-        busy = psutil.cpu_percent(interval=None) / 100.0
-        return {"cpus": cpus, "free_cpu": round(cpus * (1 - busy), 2) if cpus else None,
-                "free_memory_mb": round(psutil.virtual_memory().available / 1e6, 1)}
-    except Exception as exc:  # noqa: BLE001 - host stats unknown this tick
-        log.warning("cannot read host stats: %s", exc)
-        return {}

@@ -74,6 +74,8 @@ class ElastiqPolicy:
             workers=obs.workers, ready_workers=obs.ready_workers, busy_workers=obs.busy_workers,
             slots_per_worker=obs.slots_per_worker, cold_start_s=obs.cold_start_s,
             worker_info=tuple(WorkerInfo(str(wid), at, ready, cold) for wid, at, ready, cold in obs.worker_info))
+        # Idle CPU is not modelled (None: the policy's idle-CPU cap is off here); the machine
+        # model already shares the host's CPUs among the workers, and no neighbour runs.
         host = HostSnapshot(cpus=self.host_cpus, free_cpu=None, free_memory_mb=obs.free_memory_mb,
                             worker_rss_mb=self.worker_rss_mb, threads_per_worker=self.worker_threads)
         return Snapshot(obs.now, q, host)

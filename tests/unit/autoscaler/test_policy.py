@@ -62,6 +62,13 @@ def run(ticks, cfg: PolicyConfig = CFG, host: HostSnapshot = ROOMY, dt: float = 
     ("within tolerance keeps the count", q(waiting=2, in_flight=32, workers=2, busy_workers=2), ROOMY, CFG, 2, False),
     ("memory cap binds", q(waiting=160), HostSnapshot(64, 60, 1_512, 500, 1), CFG, 3, True),
     ("CPU cap binds", q(waiting=160), HostSnapshot(2, 1.5, 64_000, 500, 1), CFG, 2, True),
+    # 64 CPUs, but a neighbour keeps all but 0.1 busy: a new worker would only share busy cores
+    ("no idle CPU: no worker more", q(waiting=160, workers=2), HostSnapshot(64, 0.1, 64_000, 500, 1), CFG, 2, True),
+    ("idle CPU enough for one more thread", q(waiting=160, workers=2), HostSnapshot(64, 0.3, 64_000, 500, 1),
+     CFG, 6, False),
+    ("idle CPU is per worker thread", q(waiting=160, workers=2), HostSnapshot(64, 0.3, 64_000, 500, 2), CFG, 2, True),
+    ("no idle CPU never blocks the first worker", q(waiting=1, workers=0, ready_workers=0),
+     HostSnapshot(64, 0.0, 64_000, 500, 1), replace(CFG, min_workers=0), 1, False),
     ("Little's law", q(waiting=0, in_flight=10, arrival_rate=100, service_time_s=0.5), ROOMY, CFG, 4, False),
     # few jobs in flight, but 150 arrive per s where a saturated worker served 120: 150 / (0.8 x 120) -> 2
     ("throughput: arrivals over what a worker serves", q(waiting=0, in_flight=3, arrival_rate=150,
@@ -174,6 +181,12 @@ def test_terms_are_reported_for_metrics():
     d = once(q(waiting=160), HostSnapshot(2, 1.5, 1_512, 500, 1))
     assert d.terms["cap_memory"] == 3 and d.terms["cap_cpu"] == 2 and d.terms["backlog"] == 10
     assert d.desired == 2 and d.capacity_limited and "CPU" in d.reason
+
+
+def test_no_idle_cpu_never_removes_a_worker():
+    busy_host = HostSnapshot(64, 0.0, 64_000, 500, 1)
+    d = once(q(waiting=160, in_flight=48, workers=3, busy_workers=3), busy_host)
+    assert d.desired == 3 and d.terms["cap_free_cpu"] == 3 and "idle" in d.reason
 
 
 def test_decide_is_pure():
