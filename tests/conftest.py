@@ -50,6 +50,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def wait_until(pred, timeout_s: float, what: str, interval_s: float = 0.05):
+    """Poll ``pred`` until it returns something truthy (returned); AssertionError naming
+    ``what`` after ``timeout_s``. For waiting on a condition instead of sleeping."""
+    end = time.monotonic() + timeout_s
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
 def require(ok: bool, reason: str) -> None:
     """Skip locally when a service is missing; fail under CI=true (CI must run it)."""
     if ok:

@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ class ResultTap(threading.Thread):
             try:
                 msg = self.pubsub.get_message(timeout=0.2)
             except Exception:  # noqa: BLE001 - Redis restarts in some scenarios
-                time.sleep(0.2)
+                time.sleep(0.2)            # back off before subscribing again
                 try:
                     self.pubsub.psubscribe("celery-task-meta-*")
                 except Exception:  # noqa: BLE001 - Redis still down: the loop tries again
@@ -143,12 +144,26 @@ class ResultTap(threading.Thread):
     def duplicated(self, ids) -> list[str]:
         return [i for i in ids if len(self.by_id.get(i, [])) > 1]
 
+    def flush(self, redis, timeout_s: float = 10.0) -> None:
+        """Return once the tap is subscribed and has counted every result published before
+        this call: Redis delivers a subscriber's messages in publish order, so a marker
+        published now reaches the tap after all of them (republished until seen, in case the
+        tap was resubscribing)."""
+        marker = f"tap-flush-{uuid.uuid4().hex}"
+
+        def seen() -> bool:
+            if marker not in self.by_id:
+                redis.publish(contract.result_key(marker), json.dumps({"task_id": marker, "status": "MARKER"}))
+            return marker in self.by_id
+
+        wait_for(seen, timeout_s, interval_s=0.05, what="the result tap to catch up")
+
 
 @pytest.fixture
 def tap(redis):
     t = ResultTap(redis)
     t.start()
-    time.sleep(0.2)
+    t.flush(redis)          # subscribed before the test publishes anything
     yield t
     t.stop()
 
@@ -176,7 +191,7 @@ def tally(tap: ResultTap, redis, ids, queue: str | None = None) -> dict:
            "failed": sum(1 for v in statuses.values() if v and "SUCCESS" not in v),
            "duplicated": sum(1 for i in ids if len(tap.by_id.get(i, [])) > 1)}
     if queue is not None:
-        out["left_in_queue"] = sum(int(redis.llen(k)) for k in contract.queue_keys(queue))
+        out["left_in_queue"] = queued(redis, queue)
     return out
 
 
@@ -205,6 +220,21 @@ def reaped(redis, ids) -> int:
 def held(redis) -> int:
     """Jobs held by any worker (live or dead): 0 once everything is answered."""
     return sum(int(redis.hlen(contract.held_key(w))) for w in redis.smembers(contract.HOLDERS_KEY))
+
+
+def queued(redis, queue: str) -> int:
+    """Messages waiting in ``queue``'s lists."""
+    return sum(int(redis.llen(k)) for k in contract.queue_keys(queue))
+
+
+def settle(tap: ResultTap, redis, queue: str, timeout_s: float = 30.0) -> None:
+    """Wait until nothing is left that could still publish a result -- no job held by any
+    worker (a commit un-holds and publishes in one script), none waiting in ``queue`` -- and
+    the tap has counted every result published: what "sleep a while for a late duplicate"
+    meant, tied to the observers instead of a duration."""
+    wait_for(lambda: held(redis) == 0 and queued(redis, queue) == 0, timeout_s, interval_s=0.05,
+             what=f"no job held, none queued on {queue}")
+    tap.flush(redis)
 
 
 def wait_for(pred, timeout_s: float, interval_s: float = 0.1, what: str = "condition"):

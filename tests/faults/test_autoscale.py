@@ -135,13 +135,13 @@ def test_autoscaler_killed_and_restarted(prod_env, redis_url, client, redis, tap
         auto.wait(10)
         t_kill = time.time()
         done_at_kill = int(redis.hget("elastiq:stats:elastiq.debug", "started") or 0)
-        time.sleep(4)
+        time.sleep(4)          # the scenario: the autoscaler stays down 4 s
         done_while_down = int(redis.hget("elastiq:stats:elastiq.debug", "started") or 0) - done_at_kill
         workers_at_restart = live_workers(home)
         auto2 = spawn(2)
         t_restart = time.time()
         outcomes = [outcome(j, 180) for j in jobs]
-        time.sleep(2)
+        time.sleep(2)          # a window, not a sync: the sampler watches the restarted autoscaler 2 s more
     finally:
         halt.set()
         for p in (auto, auto2):

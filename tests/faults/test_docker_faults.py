@@ -131,7 +131,7 @@ def test_docker_api_errors_back_off_report_no_flap_recover(redis_url, redis, doc
         end = time.time() + seconds
         while time.time() < end:
             ctl.reconcile_once(time.time())
-            time.sleep(0.5)
+            time.sleep(0.5)                        # the loop's interval: each phase lasts `seconds`
 
     try:
         ticks(3)                                   # healthy: one worker container

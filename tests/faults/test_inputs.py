@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import time
 import uuid
 
 import pytest
@@ -23,7 +22,7 @@ from elastiq.errors import (
     InputTypeError,
     ValidationError,
 )
-from tests.faults.conftest import tally, wait_for
+from tests.faults.conftest import settle, tally
 from tests.faults.rawmsg import EMBED, envelope, headers_for, task_message
 from workers.deadletter import dead_letters
 
@@ -140,8 +139,7 @@ def test_fuzz_client_and_raw_messages(prod_env, workers, client, redis, tap, sce
     raw_jobs = [client.job(i, "debug") for i in raw_ids]
     client._wait(raw_jobs, 180)
     raw_out = [answered(j, 0) for j in raw_jobs]
-    wait_for(lambda: redis.llen(QUEUE) == 0, 30, what="the queue to empty")
-    time.sleep(1.0)
+    settle(tap, redis, QUEUE, 30)        # queue empty, nothing held: every dead letter written; tap caught up
     dead = dead_letters(redis, 100000)
     dead_no_id = [e for e in dead if not e.get("job_id")]
     untyped_raw = [o for o in raw_out if not typed(o)]
@@ -191,8 +189,7 @@ def test_pickle_message_is_refused_not_run(prod_env, workers, client, redis, tmp
     redis.lpush(QUEUE, envelope(body, content_type="application/x-python-serialize", encoding="binary",
                                 headers=headers_for(tid2, task="celery.backend_cleanup"), task_id=tid2))
     outcomes = [answered(client.job(t, "debug"), 30) for t in (tid, tid2)]
-    wait_for(lambda: redis.llen(QUEUE) == 0, 10, what="the queue to empty")
-    time.sleep(1.0)
+    settle(tap, redis, QUEUE, 10)        # queue empty, nothing held: both dead letters written; tap caught up
     dead = {e["job_id"]: e for e in dead_letters(redis, 10)}
     counts = tally(tap, redis, [tid, tid2], QUEUE)
     scenario.record(**counts, re_executed=None, executed=int(marker.exists()),

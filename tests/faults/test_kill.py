@@ -20,7 +20,7 @@ from elastiq.errors import ElastiqError
 from elastiq.local import procs
 from elastiq.local.stack_cli import collect_status
 from elastiq.registry import Registry
-from tests.faults.conftest import Supervisor, executions, held, reaped, records, tally, wait_for
+from tests.faults.conftest import Supervisor, executions, held, reaped, records, settle, tally, wait_for
 
 pytestmark = pytest.mark.faults
 Q = "elastiq.debug"
@@ -67,12 +67,12 @@ def test_sigkill_three_busy_workers_in_3000_jobs(prod_env, workers, client, redi
             t_kill = time.time()
             workers.procs[victim].wait(10)
             kills[victim] = (t_kill, held_ids(redis, victim))      # frozen: its holder is dead
-            time.sleep(4.0)
+            time.sleep(4.0)      # the scenario: kills spread over the run, at least 4 s apart
         ok, bad = collect(client, jobs, timeout_s=300)
         done_at = time.time()
     finally:
         sup.stop()
-    time.sleep(1.0)      # let any late duplicate publish arrive
+    settle(tap, redis, Q)      # nothing held or queued that could publish a late duplicate; tap caught up
     ex = executions(redis, ids)
     published = {i: len(tap.by_id.get(i, [])) for i in ids}
     # per job held by a killed worker: from the kill to its new reservation elsewhere
@@ -148,17 +148,17 @@ def test_a_stalled_worker_keeps_its_jobs_while_alive_then_loses_them(prod_env, w
     (b,) = workers.start("debug", n=1, slots=4)
     workers.signal(a, signal.SIGSTOP)
     t_stop = time.time()
-    time.sleep(3.0)
+    time.sleep(3.0)      # the scenario: 3 s into the stall, inside the 6 s heartbeat TTL
     kept = sorted(held_ids(redis, a))                      # heartbeat still alive: still A's
     t_expired = wait_for(lambda: not redis.exists(contract.heartbeat_key(a)) and time.time(), 15,
                          interval_s=0.05, what="A's heartbeat to expire")
     wait_for(lambda: all(records(redis, ids)[i].get("worker") == b for i in ids), 15, what="B takes them")
-    time.sleep(max(0.0, t_stop + 30 - time.time()))
+    time.sleep(max(0.0, t_stop + 30 - time.time()))      # the scenario: A stays stopped 30 s in all
     workers.signal(a, signal.SIGCONT)
     ok, bad = collect(client, jobs, 60)
     wait_for(lambda: (procs.read_heartbeats(redis).get(a) or {}).get("lost_ownership") == 4, 20,
              what="A to find its 4 answers refused")
-    time.sleep(1.0)
+    settle(tap, redis, Q)      # A's refused commits are done (its heartbeat counts them); tap caught up
     handover = [ok[i].timings["reserved_at"] - t_expired for i in ids]
     counts = tally(tap, redis, ids, Q)
     data = scenario.record(

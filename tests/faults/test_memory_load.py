@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.faults.conftest import Supervisor, executions, held, reaped, tally, wait_for
+from tests.faults.conftest import Supervisor, executions, held, reaped, settle, tally, wait_for
 from workers.state import EXIT_RECYCLE
 
 pytestmark = pytest.mark.faults
@@ -88,7 +88,7 @@ def test_10000_jobs_from_4_client_processes(prod_env, workers, redis, tap, tmp_p
         d = json.loads((tmp_path / f"c{k}.json").read_text())
         ids += d["ids"]
         wrong += sum(1 for o, t in zip(d["outputs"], d["texts"]) if o != [len(t)])
-    time.sleep(1)
+    settle(tap, redis, "elastiq.debug")      # nothing held or queued that could still publish; tap caught up
     ex = executions(redis, ids)
     published = {i: len(tap.by_id.get(i, [])) for i in ids}
     counts = tally(tap, redis, ids, "elastiq.debug")

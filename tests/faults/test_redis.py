@@ -15,7 +15,7 @@ from elastiq.local import procs
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 from tests.conftest import WorkerPool
-from tests.faults.conftest import ResultTap, executions, held, reaped, tally
+from tests.faults.conftest import ResultTap, executions, held, reaped, settle, tally, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -50,6 +50,7 @@ def test_redis_restart_queued_jobs_survive_and_everyone_reconnects(prod_env, own
     r = redis_client(Settings(redis_url=server.url))
     tap = ResultTap(r)
     tap.start()
+    tap.flush(r)
     client = Client(server.url)
     try:
         ids_w = pool.start("debug", n=3, slots=4)
@@ -57,12 +58,14 @@ def test_redis_restart_queued_jobs_survive_and_everyone_reconnects(prod_env, own
         pids = {w: pool.pid(w) for w in survivors}
         jobs = client.submit_many("debug", [[f"r {i}"] for i in range(300)], sleep_ms=100)
         ids = [j.id for j in jobs]
-        time.sleep(1.5)                       # some done, some held, most queued
+        # some done, some held (every slot of the victim busy), most queued
+        wait_for(lambda: r.hlen(contract.held_key(victim)) == 4 and len(tap.by_id) >= 12, 30,
+                 interval_s=0.05, what="the victim holding 4 jobs and 12 results published")
         waiting_before = r.llen("elastiq.debug")
         t_down = time.time()
         server.stop(signal.SIGTERM)           # a clean stop: AOF flushed on shutdown
         pool.signal(victim, signal.SIGKILL)   # a worker dies while the broker is away
-        time.sleep(1.0)
+        time.sleep(1.0)                       # the scenario: Redis stays down 1 s
         server.start()
         t_up = time.time()
         held_by_victim = r.hlen(contract.held_key(victim))
@@ -72,7 +75,7 @@ def test_redis_restart_queued_jobs_survive_and_everyone_reconnects(prod_env, own
         results = [j.result(timeout=0) for j in jobs]
         canary = client.submit("debug", ["after the restart"]).result(timeout=30).outputs
         same_processes = all(pool.procs[w].poll() is None and pool.pid(w) == pids[w] for w in survivors)
-        time.sleep(1)
+        settle(tap, r, "elastiq.debug")       # nothing held or queued that could still publish; tap caught up
         ex = executions(r, ids)
         restored = reaped(r, ids)
         first_after = min((x.timings["finished_at"] for x in results if x.timings["finished_at"] > t_up),
@@ -123,7 +126,7 @@ def loss_window(own_redis, appendfsync: str, tmp_path) -> dict:
                 for j in client.submit_many("debug", [["w"]] * 20):
                     acked[j.id] = time.time()
             except Exception:  # noqa: BLE001 - refused while Redis is down: not acknowledged
-                time.sleep(0.01)
+                time.sleep(0.01)           # then the client tries again
     finally:
         client.close()
     server.start()

@@ -19,7 +19,7 @@ import pytest
 from elastiq.errors import BrokerUnavailableError
 from elastiq.local import procs
 from tests.conftest import ROOT, WorkerPool, require
-from tests.faults.conftest import ResultTap, exit_code, tally
+from tests.faults.conftest import ResultTap, exit_code, tally, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -225,7 +225,9 @@ def test_certificate_for_another_host_is_refused(models_env, certs, tmp_path, mo
         # the worker: a job waits on its queue, the worker must neither take it nor heartbeat
         observer.lpush(contract.queue_for("debug"), task_message({"model": "debug", "inputs": ["x"]}))
         (wid,) = pool.start("debug", n=1, slots=2, wait=False, env={"ELASTIQ_REDIS_CA": str(certs / "ca.pem")})
-        time.sleep(12)
+        # refused three times (it keeps retrying, 0.5 s, 1 s, 2 s apart), it must still hold nothing
+        wait_for(lambda: pool.log(wid).count("cannot reach Redis") >= 3 or pool.procs[wid].poll() is not None, 60,
+                 interval_s=0.2, what="the worker refused by the broker three times")
         worker_alive = pool.procs[wid].poll() is None
         queued = observer.llen(contract.queue_for("debug"))
         beat = observer.exists(contract.heartbeat_key(wid))
@@ -267,12 +269,15 @@ def test_local_stack_listens_on_loopback_only(models_env, tmp_path, scenario):
         state = json.loads(up.stdout)
         # the autoscaler with its metrics server, as `elastiq up --autoscale` starts it (started
         # apart: with --autoscale, `up` can wait for a worker the autoscaler is draining)
+        metrics_port = procs.free_port()
         auto = subprocess.Popen(
             [sys.executable, "-m", "elastiq.cli", "autoscale", "--backend", "process", "--models", "debug",
-             "--dry-run", "--metrics-port", str(procs.free_port())],
+             "--dry-run", "--metrics-port", str(metrics_port)],
             env={**env, "ELASTIQ_REDIS_URL": state["redis_url"]}, cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(4)      # Flower and the autoscaler's metrics server bind after start
+        # Flower and the autoscaler's metrics server bind after start
+        for name, port in (("Flower", state["flower_port"]), ("the autoscaler's metrics server", metrics_port)):
+            assert port and procs.wait_port(port, 60), f"{name} never listened on port {port}"
         pids = {state["redis_pid"], state.get("flower_pid"), auto.pid} - {None}
         for f in (tmp_path / "home" / "workers").glob("*.json"):
             pids.add(json.loads(f.read_text())["pid"])

@@ -50,7 +50,7 @@ def test_inspect_cancel_add_consumer_and_shutdown(models_env, workers, client, a
     reply = app.control.cancel_consumer(Q, destination=[wid], reply=True, timeout=5)
     assert reply == [{wid: {"ok": f"no longer consuming from {Q!r}"}}]
     job = client.submit("debug", ["waits"])
-    time.sleep(1.5)
+    time.sleep(1.5)                    # a negative check: nothing takes it in 1.5 s
     assert job.status() == contract.QUEUED and redis.llen(Q) == 1       # not taken while cancelled
     assert inspect.active_queues()[wid] == []
     app.control.add_consumer(Q, destination=[wid], reply=True, timeout=5)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from elastiq import contract
 from elastiq.errors import JobFailedError, JobTimeoutError
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def test_map_in_order_with_results_stored_before_the_wait(models_env, workers, client):
+def test_map_in_order_with_results_stored_before_the_wait(models_env, workers, client, redis):
     workers.start("debug", slots=4)
     jobs = client.submit_many("debug", [["x" * i] for i in range(1, 301)])
-    time.sleep(1.0)                  # most results are stored before anyone subscribes
+    # most results are stored before anyone subscribes
+    wait_until(lambda: redis.exists(*[contract.result_key(j.id) for j in jobs]) >= 200, 30, "200 of 300 results stored")
     out = client.map("debug", [["y" * i] for i in range(1, 51)], progress=False)
     assert [r.outputs for r in out] == [[i] for i in range(1, 51)]
     assert [j.result(timeout=30).outputs for j in jobs] == [[i] for i in range(1, 301)]

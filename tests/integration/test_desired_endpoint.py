@@ -17,7 +17,7 @@ import pytest
 from autoscaler.policy import PolicyConfig
 from elastiq import contract
 from elastiq.local import procs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -110,7 +110,8 @@ def test_elastiq_drain_waits_for_the_worker(redis, redis_url):
     out: list[int] = []
     t = threading.Thread(target=lambda: out.append(drain_cli.main(["pod-b", "--wait-s", "20"])))
     t.start()
-    time.sleep(1.0)
+    wait_until(lambda: redis.exists(contract.drain_key("pod-b")), 10, "the drain asked")
+    t.join(1.0)                       # a negative check: busy 2, it must still be waiting 1 s on
     assert not out and redis.exists(contract.drain_key("pod-b"))       # asked, and still waiting
     redis.set(key, json.dumps({"worker_id": "pod-b", "busy": 0, "draining": True}), ex=30)
     t.join(10)

@@ -112,7 +112,8 @@ def test_train_publish_switch_rollback_and_refuse(redis_url, edge_env, workers, 
             back = modelstore.Versions(redis, edge_env).rollback("rt")
             assert back["version"] == v1["version"]
             assert _wait(lambda: _current_versions(redis) == {v1["version"]})
-            time.sleep(0.5)
+            n = len(jobs)            # jobs submitted after the rollback landed, one of them answered
+            assert _wait(lambda: len(jobs) > n + 5 and jobs[n + 5].status() == contract.DONE)
         finally:
             stop.set()
             feeder.join()

@@ -26,5 +26,5 @@ def test_without_the_flag_a_drained_worker_stays(models_env, workers, redis):
     [wid] = workers.start("debug", 1, slots=2)
     request_drain(redis, wid)
     wait_for(lambda: (heartbeat(redis, wid) or {}).get("draining"), 10, "drain seen")
-    time.sleep(2)
+    time.sleep(2)                      # a negative check: drained, it is still up 2 s later
     assert workers.procs[wid].poll() is None

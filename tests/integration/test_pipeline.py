@@ -168,7 +168,7 @@ def test_status_and_deadline(models_env, workers, client):
     assert job.status() == contract.QUEUED           # no worker yet: our record says queued
     assert client.job("no-such-id").status() == contract.UNKNOWN
     expired = client.submit("debug", ["late"], deadline_s=0.01)
-    time.sleep(0.05)
+    time.sleep(0.05)                                 # a duration: past its 10 ms deadline before any worker runs
     workers.start("debug", slots=2)
     assert job.result(timeout=20).outputs == [6]
     assert job.status() == contract.DONE
@@ -186,14 +186,16 @@ def test_a_worker_started_before_redis_waits_for_it_then_serves(models_env, tmp_
 
     from elastiq.local import procs
     from producer import Client
-    from tests.conftest import WorkerPool
+    from tests.conftest import WorkerPool, wait_until
 
     port = procs.free_port()
     url = f"redis://127.0.0.1:{port}/0"
     pool = WorkerPool(url, tmp_path)
     (wid,) = pool.start("debug", slots=2, wait=False)
     (waiting,) = pool.start("debug", slots=2, wait=False)
-    time.sleep(3)
+    for w in (wid, waiting):          # both up and refused by the absent broker at least once
+        wait_until(lambda w=w: "cannot reach Redis" in pool.log(w) or pool.procs[w].poll() is not None, 60,
+                   f"{w} trying the broker", interval_s=0.1)
     assert pool.procs[wid].poll() is None and "cannot reach Redis" in pool.log(wid)
     pool.signal(waiting, signal.SIGTERM)
     assert pool.procs[waiting].wait(15) == 0
