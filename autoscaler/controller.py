@@ -108,7 +108,8 @@ class Controller:
         stopped: set[str] = set()
         alive = {r.worker_id for r in replicas}
         for r in replicas:   # adopt drains begun before a restart of this autoscaler
-            if beats and beats.get(r.worker_id, {}).get("draining") and r.worker_id not in gs.draining:
+            hb = beats.get(r.worker_id) if beats else None
+            if hb is not None and hb.draining and r.worker_id not in gs.draining:
                 gs.draining[r.worker_id] = (r, now)
         for wid, (replica, asked_at) in list(gs.draining.items()):
             if wid not in alive:

@@ -144,8 +144,8 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
         "time_scale": time_scale, "t0": t0, "duration_s": round(max(trace.duration_s * time_scale,
                                                                     (rows[-1]["t"] - t0) if rows else 0), 3),
         "policy_config": asdict(config), "sizes": [int(x) for x in trace.size],
-        "cold_starts_s": sorted(round(b["cold_start_s"], 3) for b in beats.values() if b.get("cold_start_s")),
-        "slots_per_worker": max((int(b.get("slots", 0)) for b in beats.values()), default=None),
+        "cold_starts_s": sorted(round(b.cold_start_s, 3) for b in beats.values() if b.cold_start_s),
+        "slots_per_worker": max((b.slots or 0 for b in beats.values()), default=None),
         "jobs": jobs, "timeline": rows,
     }
     out.mkdir(parents=True, exist_ok=True)

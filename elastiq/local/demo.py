@@ -124,7 +124,7 @@ def wait_for_scale_in(state, home: Path, timeout_s: float) -> Path:
     try:
         while time.monotonic() < end:
             beats = read_heartbeats(r)
-            if len(beats) <= 1 and not any(b.get("draining") for b in beats.values()):
+            if len(beats) <= 1 and not any(b.draining for b in beats.values()):
                 break
             time.sleep(1)
     finally:

@@ -102,4 +102,4 @@ def test_two_starting_workers_are_not_drained_while_loading_nor_inside_their_win
     youngest = max(r.started_at for r in started)
     assert first_down["t"] - youngest >= 4.0                          # not inside the window from its start
     beats = ctl.signals.heartbeats()
-    assert all(beats[r.worker_id]["ready"] or beats[r.worker_id]["draining"] for r in started)
+    assert all(beats[r.worker_id].ready or beats[r.worker_id].draining for r in started)
