@@ -95,8 +95,8 @@ def _settle(timeline: Path, t_end: float, min_workers: int, timeout_s: float) ->
         time.sleep(0.5)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        rows = [r for r in read_timeline(timeline) if r.get("current") is not None] if timeline.exists() else []
-        if rows and rows[-1]["current"] <= min_workers and not rows[-1].get("draining"):
+        rows = [r for r in read_timeline(timeline) if r.decided] if timeline.exists() else []
+        if rows and rows[-1].current <= min_workers and not rows[-1].draining:
             return
         time.sleep(1.0)
 
@@ -132,7 +132,7 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
                     beats = read_heartbeats(r)
                 finally:
                     r.close()
-            rows = [x for x in read_timeline(Path(state.timeline)) if x["t"] >= t0 - 1.0]
+            rows = [x.to_dict() for x in read_timeline(Path(state.timeline)) if x.t >= t0 - 1.0]
         finally:
             stack.down(home, progress=lambda msg: None)
             if saved is None:
