@@ -16,6 +16,7 @@ import sys
 import time
 
 from autoscaler.settings import AutoscalerSettings
+from elastiq.decisions import DecisionRow
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -133,8 +134,8 @@ def main(argv=None) -> int:
     if args.once:
         rows = controller.reconcile_once(time.time())
         if not args.json:
-            for row in rows:
-                print(f"{row['queue']}: {row['current']} -> {row['desired']} workers ({row['reason']})")
+            for r in map(DecisionRow.from_dict, rows):
+                print(f"{r.queue}: {r.current} -> {r.desired} workers ({r.reason})")
         return 0
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

@@ -18,6 +18,7 @@ from autoscaler.backends.base import Backend, BackendError, Replica
 from autoscaler.policy import Decision, PolicyConfig, PolicyState, decide
 from autoscaler.signals import Signals
 from elastiq import contract
+from elastiq.decisions import DecisionRow
 
 log = logging.getLogger("elastiq.autoscaler")
 
@@ -108,7 +109,8 @@ class Controller:
         stopped: set[str] = set()
         alive = {r.worker_id for r in replicas}
         for r in replicas:   # adopt drains begun before a restart of this autoscaler
-            if beats and beats.get(r.worker_id, {}).get("draining") and r.worker_id not in gs.draining:
+            hb = beats.get(r.worker_id) if beats else None
+            if hb is not None and hb.draining and r.worker_id not in gs.draining:
                 gs.draining[r.worker_id] = (r, now)
         for wid, (replica, asked_at) in list(gs.draining.items()):
             if wid not in alive:
@@ -153,19 +155,20 @@ class Controller:
         return self._row(now, queue, None, None, f"backend error: {gs.last_error}", "error")
 
     def _row(self, now, queue, snap, decision, reason, action, draining=0) -> dict:
+        """The decision row (elastiq/decisions.py), as the dict every consumer gets."""
         q = snap.queue if snap else None
-        row = {
-            "t": round(now, 3), "queue": queue,
-            "current": decision.current if decision else None,
-            "desired": decision.desired if decision else None,
-            "reason": reason, "action": action,
-            "capacity_limited": decision.capacity_limited if decision else False,
-            "waiting": q.waiting if q else None, "in_flight": q.in_flight if q else None,
-            "oldest_age_s": None if not q or q.oldest_age_s is None else round(q.oldest_age_s, 3),
-            "ready": q.ready_workers if q else None, "draining": draining,
-            "arrival_rate": None if not q or q.arrival_rate is None else round(q.arrival_rate, 3),
-            "service_time_s": None if not q or q.service_time_s is None else round(q.service_time_s, 4),
-        }
+        row = DecisionRow(
+            t=round(now, 3), queue=queue,
+            current=decision.current if decision else None,
+            desired=decision.desired if decision else None,
+            reason=reason, action=action,
+            capacity_limited=decision.capacity_limited if decision else False,
+            waiting=q.waiting if q else None, in_flight=q.in_flight if q else None,
+            oldest_age_s=None if not q or q.oldest_age_s is None else round(q.oldest_age_s, 3),
+            ready=q.ready_workers if q else None, draining=draining,
+            arrival_rate=None if not q or q.arrival_rate is None else round(q.arrival_rate, 3),
+            service_time_s=None if not q or q.service_time_s is None else round(q.service_time_s, 4),
+        ).to_dict()
         self.record(row)
         if self.metrics is not None:
             self.metrics.observe(row)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from elastiq import contract
+from elastiq.decisions import DecisionRow
 
 FIELDS = ("queue", "desired", "current", "reason", "waiting", "in_flight", "oldest_age_s", "ready", "t")
 
@@ -38,10 +39,11 @@ class DesiredBoard:
         self._lock = threading.Lock()
 
     def update(self, row: dict) -> None:
-        if row.get("desired") is None:      # a failed tick (backend error): keep the last one
+        r = DecisionRow.from_dict(row)
+        if r.desired is None:      # a failed tick (backend error): keep the last one
             return
         with self._lock:
-            self._rows[row["queue"]] = {k: row.get(k) for k in FIELDS}
+            self._rows[r.queue] = {k: getattr(r, k) for k in FIELDS}
 
     def answer(self, name: str) -> tuple[int, dict]:
         queue = name if name.startswith(contract.QUEUE_PREFIX) else contract.queue_for(name)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from autoscaler.backends.base import Replica
 from elastiq import contract
+from elastiq.heartbeats import Heartbeat
 
 
-def pick_victims(replicas: list[Replica], beats: dict[str, dict], n: int) -> list[Replica]:
+def pick_victims(replicas: list[Replica], beats: dict[str, Heartbeat], n: int) -> list[Replica]:
     """``n`` replicas to remove: idle ready ones first, then the least busy, newest first.
 
     A replica with no heartbeat yet (still starting) is idle but costly to waste: it
@@ -22,8 +23,8 @@ def pick_victims(replicas: list[Replica], beats: dict[str, dict], n: int) -> lis
     """
     def key(r: Replica):
         hb = beats.get(r.worker_id)
-        busy = int(hb.get("busy", 0)) if hb else 0
-        starting = 1 if hb is None or not hb.get("ready") else 0
+        busy = hb.busy if hb else 0
+        starting = 1 if hb is None or not hb.ready else 0
         return (busy, starting, -(r.started_at or 0))
 
     return sorted(replicas, key=key)[:max(0, n)]
@@ -44,12 +45,12 @@ class DrainStatus:
     reason: str
 
 
-def drain_status(hb: dict | None, requested_at: float, now: float, timeout_s: float) -> DrainStatus:
+def drain_status(hb: Heartbeat | None, requested_at: float, now: float, timeout_s: float) -> DrainStatus:
     """Pure: is a draining worker ready to be stopped?"""
     if hb is None:
         return DrainStatus(True, None, "no heartbeat: the worker has exited")
-    busy = int(hb.get("busy", 0))
-    if hb.get("draining") and busy == 0:
+    busy = hb.busy
+    if hb.draining and busy == 0:
         return DrainStatus(True, 0, "drained: consumer cancelled, no job running")
     if now - requested_at > timeout_s:
         return DrainStatus(True, busy, f"drain timeout after {timeout_s:.0f}s: warm shutdown "

@@ -9,13 +9,13 @@ being removed finishes its jobs before SIGTERM; exits 0 once the worker is drain
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 from autoscaler.drain import drain_status, request_drain
 from elastiq import contract
+from elastiq.heartbeats import Heartbeat
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
 
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     asked = time.time()
     while True:
         raw = redis.get(contract.heartbeat_key(args.worker_id))
-        status = drain_status(json.loads(raw) if raw else None, asked, time.time(), args.wait_s)
+        status = drain_status(Heartbeat.from_json(raw) if raw else None, asked, time.time(), args.wait_s)
         if status.done:
             print(f"{args.worker_id}: {status.reason}", file=sys.stderr)
             return 0 if status.busy in (None, 0) else 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from elastiq.decisions import DecisionRow
+
 
 class Metrics:
     def __init__(self, port: int, addr: str = "127.0.0.1"):
@@ -20,10 +22,9 @@ class Metrics:
         self.server = start_http_server(port, addr=addr, registry=self.registry)
 
     def observe(self, row: dict) -> None:
-        q = row["queue"]
-        for gauge, key in ((self.current, "current"), (self.desired, "desired"), (self.waiting, "waiting"),
-                           (self.in_flight, "in_flight"), (self.oldest, "oldest_age_s")):
-            if row.get(key) is not None:
-                gauge.labels(q).set(row[key])
-        action = str(row.get("action", "hold")).split(" ")[0]
-        self.decisions.labels(q, action, str(bool(row.get("capacity_limited"))).lower()).inc()
+        r = DecisionRow.from_dict(row)
+        for gauge, value in ((self.current, r.current), (self.desired, r.desired), (self.waiting, r.waiting),
+                             (self.in_flight, r.in_flight), (self.oldest, r.oldest_age_s)):
+            if value is not None:
+                gauge.labels(r.queue).set(value)
+        self.decisions.labels(r.queue, r.action.split(" ")[0], str(r.capacity_limited).lower()).inc()

@@ -27,7 +27,7 @@ from autoscaler.hoststats import HostStats
 from autoscaler.rates import SMOOTHING, RateState, update_rates
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot, WorkerInfo
 from elastiq import contract, reservations
-from elastiq.heartbeats import read_heartbeats
+from elastiq.heartbeats import Heartbeat, read_heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Signals:
         self._rates: dict[str, RateState | None] = {}
         self._cold_start: dict[str, float] = {}
 
-    def heartbeats(self) -> dict[str, dict] | None:
+    def heartbeats(self) -> dict[str, Heartbeat] | None:
         try:
             return read_heartbeats(self.redis)
         except Exception as exc:  # noqa: BLE001 - unreadable heartbeats: no workers known this tick
@@ -85,19 +85,19 @@ class Signals:
             return None
 
     def snapshot(self, queue: str, worker_ids: list[str], now: float,
-                 beats: dict[str, dict] | None = None,
+                 beats: dict[str, Heartbeat] | None = None,
                  started: dict[str, float | None] | None = None) -> Snapshot:
         """``started``: the backend's start time of each replica, for those not heartbeating yet."""
         beats = self.heartbeats() if beats is None else beats
         # In flight counts every live worker holding the queue's jobs (draining ones still
         # hold real work); ready/busy counts only the replicas the caller manages as active.
         waiting, oldest, in_flight = backlog(self.redis, queue, now)
-        on_queue = None if beats is None else [b for b in beats.values() if queue in b.get("queues", [])]
+        on_queue = None if beats is None else [b for b in beats.values() if b.serves(queue)]
         mine = None if beats is None else [b for w, b in beats.items() if w in worker_ids]
-        ready = sum(1 for b in mine or [] if b.get("ready"))
-        slots = max((int(b.get("slots", 0)) for b in on_queue or []), default=None) or None
+        ready = sum(1 for b in mine or [] if b.ready)
+        slots = max((b.slots or 0 for b in on_queue or []), default=None) or None
         rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None, slots)
-        colds = [b["cold_start_s"] for b in on_queue or [] if b.get("cold_start_s")]
+        colds = [b.cold_start_s for b in on_queue or [] if b.cold_start_s]
         if colds:
             self._cold_start[queue] = max(colds)
         q = QueueSnapshot(
@@ -106,14 +106,14 @@ class Signals:
             service_time_s=rates.service_time_s if rates else None,
             worker_jobs_per_s=rates.worker_jobs_per_s if rates else None,
             workers=len(worker_ids), ready_workers=ready,
-            busy_workers=sum(1 for b in mine or [] if b.get("busy_by_queue", {}).get(queue, 0) > 0),
+            busy_workers=sum(1 for b in mine or [] if b.busy_on(queue) > 0),
             slots_per_worker=slots,
             cold_start_s=self._cold_start.get(queue),
             worker_info=None if beats is None else worker_info(worker_ids, beats, started or {}),
         )
         host = self._host()
-        rss = [b["rss_mb"] for b in on_queue or [] if b.get("rss_mb")]
-        threads = [int(b["threads"]) for b in on_queue or [] if b.get("threads")]
+        rss = [b.rss_mb for b in on_queue or [] if b.rss_mb]
+        threads = [b.threads for b in on_queue or [] if b.threads]
         return Snapshot(now, q, HostSnapshot(
             cpus=host.get("cpus"), free_cpu=host.get("free_cpu"),
             free_memory_mb=host.get("free_memory_mb"),
@@ -131,13 +131,12 @@ class Signals:
         return state
 
 
-def worker_info(worker_ids: list[str], beats: dict[str, dict],
+def worker_info(worker_ids: list[str], beats: dict[str, Heartbeat],
                 started: dict[str, float | None]) -> tuple[WorkerInfo, ...]:
     """Each replica's start and readiness: its heartbeat, else (still loading) the backend's start."""
     out = []
     for wid in worker_ids:
-        hb = beats.get(wid) or {}
-        at = hb.get("started_at") or started.get(wid)
-        out.append(WorkerInfo(wid, None if at is None else float(at), bool(hb.get("ready")),
-                              hb.get("cold_start_s")))
+        hb = beats.get(wid) or Heartbeat(wid)
+        at = hb.started_at or started.get(wid)
+        out.append(WorkerInfo(wid, None if at is None else float(at), hb.ready, hb.cold_start_s))
     return tuple(out)

@@ -1,9 +1,13 @@
-"""A scaling timeline: one JSON line per queue per tick, appended as the loop runs."""
+"""A scaling timeline: one JSON line per queue per tick (a decision row,
+elastiq/decisions.py), appended as the loop runs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from elastiq.decisions import DecisionRow
+from elastiq.errors import WireFormatError
 
 
 class TimelineWriter:
@@ -19,9 +23,13 @@ class TimelineWriter:
         self._file.close()
 
 
-def read_timeline(path: Path) -> list[dict]:
+def read_timeline(path: Path) -> list[DecisionRow]:
+    """Every row; WireFormatError (with the line number) for a line that is not one."""
     rows = []
-    for line in Path(path).read_text().splitlines():
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if line.strip():
-            rows.append(json.loads(line))
+            try:
+                rows.append(DecisionRow.from_dict(json.loads(line)))
+            except (ValueError, WireFormatError) as exc:
+                raise WireFormatError(f"{path}:{n}: {exc}") from None
     return rows

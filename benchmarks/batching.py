@@ -25,7 +25,7 @@ def _pool_run(st: h.Stack, model: str, texts: list[str], workers: int, slots: in
         h.run_jobs(client, model, [[t] for t in texts[: max(64, len(texts) // 10)]])   # warm-up
         result = h.run_jobs(client, model, [[t] for t in texts], progress=progress, stack=st)
     time.sleep(1.5)      # one more heartbeat, so the stats include the whole run
-    result["batching_stats"] = {w: hb.get("batching", {}).get(model) for w, hb in st.heartbeats().items()}
+    result["batching_stats"] = {w: (hb.batching or {}).get(model) for w, hb in st.heartbeats().items()}
     result["engine"] = h.pool_engine(st, model)
     st.stop_workers()
     return result

@@ -63,11 +63,11 @@ def cold_start_once(st: h.Stack, model: str) -> dict:
         (wid,) = st.start_workers(model, 1, slots=8, threads=1, wait=False)
         st.wait_ready([wid])
         result = job.result(timeout=180)
-    hb = st.heartbeats().get(wid, {})
-    started = hb.get("started_at") or spawned
-    row = {"ready_s": round(hb["ready_at"] - started, 3),
+    hb = st.heartbeats()[wid]
+    started = hb.started_at or spawned
+    row = {"ready_s": round(hb.ready_at - started, 3),
            "first_job_done_s": round(result.timings["finished_at"] - started, 3),
-           "worker_rss_mb": hb.get("rss_mb"), "engine": h.engine_of(hb, model)}
+           "worker_rss_mb": hb.rss_mb, "engine": h.engine_of(hb, model)}
     st.stop_workers()
     return row
 

@@ -58,7 +58,7 @@ def run(*, smoke: bool = False, model: str = "minilm", workers: int = 2, slots: 
                 "single": pool(singles), "eight": pool(eight),
                 "plain_celery": lambda _: h.plain_celery_jobs(st, model, singles[:n_plain], workers=workers)},
                 rounds)
-        report["heartbeat_batching"] = {w: hb.get("batching") for w, hb in st.heartbeats().items()}
+        report["heartbeat_batching"] = {w: hb.batching for w, hb in st.heartbeats().items()}
         st.stop_workers()
     report["inprocess_limit"] = h.summarize(runs["inprocess"], ("texts_per_s", "padding_ratio", "mean_pass_size"))
     for name in ("single", "eight"):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from elastiq.heartbeats import read_heartbeats
+from elastiq.heartbeats import Heartbeat, read_heartbeats
 from elastiq.local import procs
 from elastiq.redisconn import redis_client
 from elastiq.settings import Settings
@@ -143,7 +143,7 @@ class Stack:
         finally:
             r.close()
 
-    def heartbeats(self) -> dict[str, dict]:
+    def heartbeats(self) -> dict[str, Heartbeat]:
         r = self.redis_client()
         try:
             return read_heartbeats(r)
@@ -286,8 +286,8 @@ def worker_cpu_s(stack: Stack) -> tuple[float, float]:
     heartbeat is up to an interval old: this waits for a fresh one first)."""
     time.sleep(HEARTBEAT_WAIT_S)
     beats = stack.heartbeats().values()
-    total = sum(float(hb.get("cpu_s") or 0) for hb in beats)
-    model = sum(float(b.get("model_cpu_s") or 0) for hb in beats for b in (hb.get("batching") or {}).values())
+    total = sum(hb.cpu_s or 0.0 for hb in beats)
+    model = sum(float(b.get("model_cpu_s") or 0) for hb in beats for b in (hb.batching or {}).values())
     return total, model
 
 
@@ -416,9 +416,9 @@ def ratio_spread(num: list[dict], den: list[dict], key: str) -> dict:
     return {**spread(per_round), "per_round": per_round}
 
 
-def engine_of(heartbeat: dict, model: str) -> str | None:
+def engine_of(heartbeat: Heartbeat, model: str) -> str | None:
     """The engine a worker's heartbeat reports for ``model`` (``engines: {model: {engine, ...}}``)."""
-    info = (heartbeat.get("engines") or {}).get(model)
+    info = (heartbeat.engines or {}).get(model)
     return info.get("engine") if isinstance(info, dict) else info
 
 

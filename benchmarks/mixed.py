@@ -21,7 +21,7 @@ def _padding(st: h.Stack, model: str) -> dict:
     time.sleep(1.5)      # one more heartbeat, so the stats include the whole run
     padded = real = batches = texts = 0
     for hb in st.heartbeats().values():
-        s = (hb.get("batching") or {}).get(model) or {}
+        s = (hb.batching or {}).get(model) or {}
         batches += s.get("batches", 0)
         texts += s.get("texts", 0)
         padded += s.get("padded_tokens", 0)

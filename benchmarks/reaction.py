@@ -95,7 +95,7 @@ def _report(model: str, jobs: int, interval_s: float, t0: float, rows: list[dict
     decision = next((x["t"] for x in rows if (x["desired"] or 0) > (x["current"] or 0)), None)
     new = [w for w in {x.timings["worker"] for x in results} if w != first_id]
     started = [x for x in replicas if x.worker_id != first_id]
-    ready_at = beats.get(new[0], {}).get("ready_at") if new else None
+    ready_at = beats[new[0]].ready_at if new and new[0] in beats else None
     first_done = min((x.timings["finished_at"] for x in results if x.timings["worker"] in new), default=None)
     first_start = {w: min(x.timings["started_at"] for x in results if x.timings["worker"] == w) for w in new}
     peak = max((x["current"] or 0 for x in rows), default=1)

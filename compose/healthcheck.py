@@ -8,7 +8,6 @@ heartbeat whose ``host`` is this container's hostname is used. Exit 0 = healthy.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -18,6 +17,7 @@ def main() -> int:
     import redis
 
     from elastiq import contract
+    from elastiq.heartbeats import Heartbeat
     from elastiq.settings import Settings
 
     try:   # the settings' URL: with the password from ELASTIQ_REDIS_PASSWORD_FILE (Swarm, k8s)
@@ -30,8 +30,8 @@ def main() -> int:
             raw = r.get(key)
             if not raw:
                 continue
-            hb = json.loads(raw)
-            if (wid or hb.get("host") == host) and hb.get("ready"):
+            hb = Heartbeat.from_json(raw)
+            if (wid or hb.host == host) and hb.ready:
                 return 0
     except Exception as exc:  # noqa: BLE001 - Redis away or bad data: unhealthy, with the reason
         print(f"unhealthy: {exc}", file=sys.stderr)

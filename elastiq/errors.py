@@ -98,6 +98,10 @@ class BacklogFullError(ElastiqError):
     """The model's queue holds more waiting jobs than the configured bound: try later."""
 
 
+class WireFormatError(ElastiqError):
+    """A document another part wrote (a heartbeat, a job record, a decision row) is malformed."""
+
+
 # Names that a worker may send back and the client may rebuild. Anything else that
 # fails on a worker arrives as JobFailedError carrying the original type name.
 BY_NAME: dict[str, type[ElastiqError]] = {

@@ -35,11 +35,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from elastiq import contract
+from elastiq import contract, jobrecord
 
 log = logging.getLogger(__name__)
 
-_RESERVE = """
+_RESERVE = jobrecord.lua("""
 -- KEYS: heartbeat, held, holders, then 4 priority lists per queue, in priority order
 -- ARGV: worker, n, now, record_ttl, max_bytes, seq, job_prefix, stats_prefix, queues...
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -67,11 +67,11 @@ while taken < n do
           local id = ok and type(msg) == 'table' and type(msg.headers) == 'table' and msg.headers.id
           if type(id) == 'string' and #id > 0 and #id <= 200 then
             local rec = job_prefix .. id
-            deliveries = redis.call('HINCRBY', rec, 'deliveries', 1)
-            alone = redis.call('HGET', rec, 'alone')
-            cancelled = redis.call('HGET', rec, 'cancelled')
-            redis.call('HSET', rec, 'state', 'started', 'worker', worker)
-            redis.call('HSETNX', rec, 'first_worker', worker)
+            deliveries = redis.call('HINCRBY', rec, '$DELIVERIES', 1)
+            alone = redis.call('HGET', rec, '$ALONE')
+            cancelled = redis.call('HGET', rec, '$CANCELLED')
+            redis.call('HSET', rec, '$STATE', '$STARTED', '$WORKER', worker)
+            redis.call('HSETNX', rec, '$FIRST_WORKER', worker)
             redis.call('EXPIRE', rec, record_ttl)
           end
         end
@@ -91,9 +91,9 @@ for q, count in pairs(per_queue) do
 end
 if taken > 0 then redis.call('SADD', KEYS[3], worker) end
 return out
-"""
+""")
 
-_COMMIT = """
+_COMMIT = jobrecord.lua("""
 -- KEYS: held.  ARGV: result_ttl, record_ttl, job_prefix, stats_prefix, then per job:
 -- field, job id, result key, result JSON, state (done | failed | dead), queue
 local result_ttl, record_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -107,7 +107,7 @@ for i = 5, #ARGV, 6 do
       redis.call('PUBLISH', key, value)
     end
     if id ~= '' then
-      redis.call('HSET', job_prefix .. id, 'state', state)
+      redis.call('HSET', job_prefix .. id, '$STATE', state)
       redis.call('EXPIRE', job_prefix .. id, record_ttl)
     end
     if queue ~= '' then redis.call('HINCRBY', stats_prefix .. queue, state, 1) end
@@ -117,9 +117,9 @@ for i = 5, #ARGV, 6 do
   end
 end
 return out
-"""
+""")
 
-_RELEASE = """
+_RELEASE = jobrecord.lua("""
 -- KEYS: held.  ARGV: job_prefix, then fields. Not run: the delivery is taken back.
 local n = 0
 for i = 2, #ARGV do
@@ -129,16 +129,16 @@ for i = 2, #ARGV do
     redis.call('RPUSH', string.match(ARGV[i], '^(.*)\\n[^\\n]*$'), raw)
     local ok, msg = pcall(cjson.decode, raw)
     local id = ok and type(msg) == 'table' and type(msg.headers) == 'table' and msg.headers.id
-    if type(id) == 'string' and redis.call('HINCRBY', ARGV[1] .. id, 'deliveries', -1) < 0 then
-      redis.call('HSET', ARGV[1] .. id, 'deliveries', 0)
+    if type(id) == 'string' and redis.call('HINCRBY', ARGV[1] .. id, '$DELIVERIES', -1) < 0 then
+      redis.call('HSET', ARGV[1] .. id, '$DELIVERIES', 0)
     end
     n = n + 1
   end
 end
 return n
-"""
+""")
 
-_REAP = """
+_REAP = jobrecord.lua("""
 -- KEYS: heartbeat, held, holders.  ARGV: worker, job_prefix.
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local all = redis.call('HGETALL', KEYS[2])
@@ -148,8 +148,8 @@ for i = 1, #all, 2 do
   local ok, msg = pcall(cjson.decode, all[i + 1])
   local id = ok and type(msg) == 'table' and type(msg.headers) == 'table' and msg.headers.id
   if type(id) == 'string' then
-    redis.call('HINCRBY', ARGV[2] .. id, 'reaped', 1)
-    redis.call('HSET', ARGV[2] .. id, 'state', 'queued')
+    redis.call('HINCRBY', ARGV[2] .. id, '$REAPED', 1)
+    redis.call('HSET', ARGV[2] .. id, '$STATE', '$QUEUED')
     ids[#ids + 1] = id
   else
     ids[#ids + 1] = ''
@@ -158,7 +158,7 @@ end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
 return ids
-"""
+""")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import orjson
 
 from elastiq import contract
 from elastiq.errors import BY_NAME, ElastiqError, JobFailedError
+from elastiq.jobrecord import JobRecord
 
 READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
@@ -52,10 +53,10 @@ def error_of(meta: dict, job_id: str) -> ElastiqError | None:
     return JobFailedError(f"job {job_id} failed on the worker: {value!r}")
 
 
-def status_of(record: dict, meta: dict | None) -> str:
+def status_of(record: JobRecord, meta: dict | None) -> str:
     """queued | started | done | failed | dead | unknown, as ``Job.status()`` reports it."""
     if meta is not None:
         if meta.get("status") == "SUCCESS":
             return contract.DONE
-        return contract.DEAD if record.get("state") == contract.DEAD else contract.FAILED
-    return record.get("state") or contract.UNKNOWN
+        return contract.DEAD if record.state == contract.DEAD else contract.FAILED
+    return record.status

@@ -25,6 +25,7 @@ from elastiq.errors import (
     InputTooLargeError,
     UnknownJobError,
 )
+from elastiq.jobrecord import JobRecord
 from elastiq.registry import Registry
 from elastiq.settings import Settings
 from elastiq.validate import validate_job
@@ -182,16 +183,17 @@ class Service:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(contract.job_key(job_id))
                 pipe.get(contract.result_key(job_id))
-                record, raw = await pipe.execute()
+                fields, raw = await pipe.execute()
         except Exception as exc:  # noqa: BLE001 - any Redis failure is a 503
             raise self._unavailable(exc) from None
         meta = results.decode(raw)
-        if not record and meta is None:
+        if not fields and meta is None:
             raise UnknownJobError(f"no job {job_id!r} (never submitted, or its record expired "
                                   f"after {self.settings.result_ttl_s}s)")
         error = results.error_of(meta, job_id) if meta else None
-        view = {"job_id": job_id, "model": record.get("model"), "status": results.status_of(record, meta),
-                "submitted_at": _float(record.get("submitted_at")), "result": None, "error": None}
+        record = JobRecord.from_hash(fields)
+        view = {"job_id": job_id, "model": record.model, "status": results.status_of(record, meta),
+                "submitted_at": record.submitted_at, "result": None, "error": None}
         if meta is not None and error is None:
             view["result"] = {"outputs": meta["result"]["outputs"], "timings": meta["result"].get("timings", {})}
             if meta["result"].get("model_version"):
@@ -213,9 +215,3 @@ class Service:
 
         return BrokerUnavailableError(f"cannot reach Redis at {maybe_sanitize_url(self.settings.redis_url)}: {exc}")
 
-
-def _float(value) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None

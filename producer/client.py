@@ -15,8 +15,9 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 
-from elastiq import contract, messages
+from elastiq import contract, jobrecord, messages
 from elastiq.errors import BrokerUnavailableError, InputTypeError, JobTimeoutError
+from elastiq.jobrecord import JobRecord
 from elastiq.redisconn import redis_client, safe_url
 from elastiq.registry import Registry
 from elastiq.settings import Settings
@@ -127,7 +128,7 @@ class Client:
         """A handle on a job submitted earlier (by any client)."""
         return Job(self, job_id, model)
 
-    def _lookup(self, job_id: str, record: bool = True) -> tuple[dict | None, dict]:
+    def _lookup(self, job_id: str, record: bool = True) -> tuple[dict | None, JobRecord]:
         """A job's stored result (decoded, or None) and its record."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(contract.result_key(job_id))
@@ -138,17 +139,17 @@ class Client:
             meta = json.loads(replies[0]) if replies[0] else None
         except ValueError:
             meta = None
-        return (meta if isinstance(meta, dict) else None), (replies[1] if record else {})
+        return (meta if isinstance(meta, dict) else None), JobRecord.from_hash(replies[1] if record else {})
 
     def _cancel(self, job_id: str) -> bool:
         """Mark a queued job cancelled; the worker that takes it answers JobCancelledError."""
         key = contract.job_key(job_id)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hget(key, "state")
-        pipe.hsetnx(key, "cancelled", "1")
+        pipe.hget(key, jobrecord.STATE)
+        pipe.hsetnx(key, jobrecord.CANCELLED, JobRecord(cancelled=True).to_hash()[jobrecord.CANCELLED])
         state, _ = pipe.execute()
         if state != contract.QUEUED:
-            self._redis.hdel(key, "cancelled")
+            self._redis.hdel(key, jobrecord.CANCELLED)
             return False
         return True
 

@@ -42,7 +42,7 @@ class Job:
         if self._result is not None:
             return contract.DONE
         meta, record = self._client._lookup(self.id)
-        state = record.get("state", contract.UNKNOWN)
+        state = record.status
         if self._error is not None or (meta and meta.get("status") in ("FAILURE", "REVOKED")):
             return contract.DEAD if state == contract.DEAD else contract.FAILED
         if meta and meta.get("status") == "SUCCESS":

@@ -8,22 +8,22 @@ all.
 
 from __future__ import annotations
 
-from elastiq import contract
+from elastiq import contract, jobrecord
 
 CHUNK = 500      # jobs per round trip
 
-_SUBMIT = """
+_SUBMIT = jobrecord.lua("""
 -- KEYS[1]: the list.  ARGV: job_prefix, record_ttl, model, submitted_at, wake channel,
 -- then job id, queue item pairs
 for i = 6, #ARGV, 2 do
   local rec = ARGV[1] .. ARGV[i]
-  redis.call('HSET', rec, 'state', 'queued', 'model', ARGV[3], 'submitted_at', ARGV[4])
+  redis.call('HSET', rec, '$STATE', '$QUEUED', '$MODEL', ARGV[3], '$SUBMITTED_AT', ARGV[4])
   redis.call('EXPIRE', rec, ARGV[2])
   redis.call('LPUSH', KEYS[1], ARGV[i + 1])
 end
 redis.call('PUBLISH', ARGV[5], (#ARGV - 5) / 2)
 return (#ARGV - 5) / 2
-"""
+""")
 
 
 class Publisher:

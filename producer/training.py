@@ -14,8 +14,9 @@ import json
 import time
 import uuid
 
-from elastiq import contract, trainspec
-from elastiq.errors import JobTimeoutError
+from elastiq import contract, jobrecord, trainspec
+from elastiq.errors import JobTimeoutError, WireFormatError
+from elastiq.jobrecord import JobRecord
 from producer.job import Job
 
 
@@ -24,10 +25,10 @@ class TrainJob(Job):
 
     def progress(self) -> dict:
         """The latest progress the training worker wrote ({} before it starts)."""
-        raw = self._client._redis.hget(contract.job_key(self.id), "progress")
+        raw = self._client._redis.hget(contract.job_key(self.id), jobrecord.PROGRESS)
         try:
-            return json.loads(raw) if raw else {}
-        except ValueError:
+            return JobRecord.from_hash({jobrecord.PROGRESS: raw}).progress or {}
+        except WireFormatError:
             return {}
 
     def wait(self, timeout: float | None = None, *, progress: bool = True, poll_s: float = 0.5) -> dict:

@@ -44,7 +44,7 @@ class Handlers:
                 "pool": {"implementation": "elastiq", "max-concurrency": st.slots,
                          "processes": [os.getpid()], "threads": st.threads},
                 "total": {contract.TASK_NAME: st.done + st.failed},
-                "broker": {"transport": "redis"}, "elastiq": st.snapshot()}
+                "broker": {"transport": "redis"}, "elastiq": st.snapshot().to_dict()}
 
     def active_queues(self, _s, **_):
         return [{"name": q, "routing_key": q, "exchange": {"name": q, "type": "direct"},

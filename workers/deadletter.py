@@ -15,6 +15,7 @@ import logging
 import time
 
 from elastiq import contract
+from elastiq.jobrecord import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def dead_letter(redis, job_id: str | None, model, reason: str, headers: dict | N
     pipe.lpush(contract.DEAD_LETTER_KEY, raw)
     pipe.ltrim(contract.DEAD_LETTER_KEY, 0, MAX_ENTRIES - 1)
     if entry["job_id"]:
-        pipe.hset(contract.job_key(entry["job_id"]), mapping={"state": contract.DEAD, "reason": reason})
+        pipe.hset(contract.job_key(entry["job_id"]), mapping=JobRecord(state=contract.DEAD, reason=reason).to_hash())
     pipe.execute()
     log.error("dead-lettered %s: %s", entry["job_id"] or "a message with no job id", reason)
     return entry

@@ -9,7 +9,6 @@ finishes what it holds, and says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
@@ -39,7 +38,7 @@ class Heartbeat(threading.Thread):
             log.info("drain requested: no new jobs, finishing the %d held", self.state.busy())
             if self.state.drain("drain requested by the autoscaler"):
                 self.on_drain()
-        self.redis.set(key, json.dumps(self.state.snapshot(self.extra())), px=self.ttl_ms)
+        self.redis.set(key, self.state.snapshot(self.extra()).to_json(), px=self.ttl_ms)
 
     def run(self) -> None:
         while not self._stop_event.is_set():

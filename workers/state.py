@@ -14,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from elastiq.heartbeats import Heartbeat
+
 # Exit codes a supervisor (the local stack, the autoscaler, compose `restart:`, a test) can
 # tell apart from a crash. Both mean "start a replacement"; neither lost a job.
 EXIT_HARD_TIME_LIMIT = 70   # a forward pass outlived job_time_limit_s: the worker was wedged
@@ -100,22 +102,23 @@ class WorkerState:
 
     # -- the heartbeat's view
 
-    def snapshot(self, extra: dict | None = None) -> dict:
+    def snapshot(self, extra: dict | None = None) -> Heartbeat:
+        """``extra``: what only a serving worker knows (models, engines, heavy_modules, batching)."""
         with self.lock:
             held = {q: n for q, n in self.held.items() if n}
             done, failed = self.done, self.failed
-        return {
-            "worker_id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "queues": self.queues, "slots": self.slots, "threads": self.threads,
-            "busy": sum(held.values()), "busy_by_queue": held,
-            "ready": self.ready_at is not None and not self.draining,
-            "draining": self.draining, "started_at": self.started_at, "ready_at": self.ready_at,
-            "cold_start_s": (self.ready_at - self.started_at) if self.ready_at else None,
-            "rss_mb": rss_mb(), "cpu_s": round(sum(os.times()[:2]), 3),
-            "done": done, "failed": failed, "at": time.time(),
-            "stop_reason": self.stop_reason, "lost_ownership": self.lost_ownership,
+        return Heartbeat(
+            worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+            queues=tuple(self.queues), slots=self.slots, threads=self.threads,
+            busy=sum(held.values()), busy_by_queue=held,
+            ready=self.ready_at is not None and not self.draining,
+            draining=self.draining, started_at=self.started_at, ready_at=self.ready_at,
+            cold_start_s=(self.ready_at - self.started_at) if self.ready_at else None,
+            rss_mb=rss_mb(), cpu_s=round(sum(os.times()[:2]), 3),
+            done=done, failed=failed, at=time.time(),
+            stop_reason=self.stop_reason, lost_ownership=self.lost_ownership,
             **(extra or {}),
-        }
+        )
 
 
 def rss_mb() -> float | None:

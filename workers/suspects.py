@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from elastiq import contract
+from elastiq import contract, jobrecord
 from elastiq.errors import JobExpiredError
 from workers.batcher import BatchInfo, _resolve
 
@@ -66,12 +66,12 @@ class SuspectRunner(threading.Thread):
             raise JobExpiredError("deadline passed before the job could run; not run")
         runtime = self.runtimes[model]
         key = contract.job_key(job_id)
-        self.redis.hset(key, "alone", self.worker_id)
+        self.redis.hset(key, jobrecord.ALONE, self.worker_id)
         try:
             wall, t0 = time.time(), time.perf_counter()
             outs = runtime.forward(runtime.encode(list(inputs)))
             info = BatchInfo(batch_size=len(inputs), inference_ms=(time.perf_counter() - t0) * 1000,
                              started_at=wall, finished_mono=time.monotonic())
         finally:
-            self.redis.hdel(key, "alone")
+            self.redis.hdel(key, jobrecord.ALONE)
         return list(outs), info

@@ -15,12 +15,12 @@ never load it.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 import time
 
 from elastiq import contract, modelstore, trainspec
+from elastiq.jobrecord import JobRecord
 from elastiq.redisconn import redis_client
 from elastiq.registry import ModelSpec, Registry
 from elastiq.settings import Settings
@@ -79,7 +79,7 @@ class TrainRuntime(Runtime):
         if not run_id:
             return
         try:
-            self.redis.hset(contract.job_key(run_id), "progress", json.dumps({**p, "at": time.time()}))
+            self.redis.hset(contract.job_key(run_id), mapping=JobRecord(progress={**p, "at": time.time()}).to_hash())
         except Exception as exc:  # noqa: BLE001 - progress is best effort; training goes on
             log.warning("cannot write training progress: %s", exc)
 

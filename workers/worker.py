@@ -73,9 +73,9 @@ class Worker:
         self._cold = False
 
     def _heartbeat_extra(self) -> dict:
-        return {"models": sorted(self.runtimes),
+        return {"models": tuple(sorted(self.runtimes)),
                 "engines": {n: r.describe() for n, r in self.runtimes.items()},
-                "heavy_modules": runtime.heavy_modules(),
+                "heavy_modules": tuple(runtime.heavy_modules()),
                 "batching": {n: b.stats.as_dict() for n, b in self.batchers.items()}}
 
     # -- stopping

@@ -33,8 +33,8 @@ class NoneBackend:
             beats = read_heartbeats(self.redis)
         except Exception as exc:
             raise BackendError(f"cannot read heartbeats: {exc}") from exc
-        return [Replica(wid, group, wid, hb.get("started_at"), "running")
-                for wid, hb in sorted(beats.items()) if queue in hb.get("queues", []) and not hb.get("draining")]
+        return [Replica(wid, group, wid, hb.started_at, "running")
+                for wid, hb in sorted(beats.items()) if hb.serves(queue) and not hb.draining]
 
     def start(self, group: str) -> Replica:
         raise BackendError("the none backend only decides: the orchestrator starts workers")

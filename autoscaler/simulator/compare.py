@@ -122,7 +122,7 @@ def compare_to_timeline(timeline_path: str | Path, queue: str | None = None,
                         params: SimParams | None = None, config: PolicyConfig | None = None,
                         trace: Trace | None = None, live_waits=None) -> dict:
     """Replay a recorded timeline through the simulator and return the differences."""
-    queue, rows = queue_rows(read_timeline(Path(timeline_path)), queue)
+    queue, rows = queue_rows([r.to_dict() for r in read_timeline(Path(timeline_path))], queue)
     if len(rows) < 2:
         raise ValueError(f"{timeline_path}: need at least two decisions for queue {queue!r}")
     if trace is None:

@@ -95,8 +95,8 @@ def _settle(timeline: Path, t_end: float, min_workers: int, timeout_s: float) ->
         time.sleep(0.5)
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        rows = [r for r in read_timeline(timeline) if r.get("current") is not None] if timeline.exists() else []
-        if rows and rows[-1]["current"] <= min_workers and not rows[-1].get("draining"):
+        rows = [r for r in read_timeline(timeline) if r.decided] if timeline.exists() else []
+        if rows and rows[-1].current <= min_workers and not rows[-1].draining:
             return
         time.sleep(1.0)
 
@@ -132,7 +132,7 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
                     beats = read_heartbeats(r)
                 finally:
                     r.close()
-            rows = [x for x in read_timeline(Path(state.timeline)) if x["t"] >= t0 - 1.0]
+            rows = [x.to_dict() for x in read_timeline(Path(state.timeline)) if x.t >= t0 - 1.0]
         finally:
             stack.down(home, progress=lambda msg: None)
             if saved is None:
@@ -144,8 +144,8 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
         "time_scale": time_scale, "t0": t0, "duration_s": round(max(trace.duration_s * time_scale,
                                                                     (rows[-1]["t"] - t0) if rows else 0), 3),
         "policy_config": asdict(config), "sizes": [int(x) for x in trace.size],
-        "cold_starts_s": sorted(round(b["cold_start_s"], 3) for b in beats.values() if b.get("cold_start_s")),
-        "slots_per_worker": max((int(b.get("slots", 0)) for b in beats.values()), default=None),
+        "cold_starts_s": sorted(round(b.cold_start_s, 3) for b in beats.values() if b.cold_start_s),
+        "slots_per_worker": max((b.slots or 0 for b in beats.values()), default=None),
         "jobs": jobs, "timeline": rows,
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -124,20 +124,20 @@ def wait_for_scale_in(state, home: Path, timeout_s: float) -> Path:
     try:
         while time.monotonic() < end:
             beats = read_heartbeats(r)
-            if len(beats) <= 1 and not any(b.get("draining") for b in beats.values()):
+            if len(beats) <= 1 and not any(b.draining for b in beats.values()):
                 break
             time.sleep(1)
     finally:
         r.close()
     time.sleep(2)
-    rows = [x for x in read_timeline(Path(state.timeline)) if x.get("current") is not None]
-    changes = [x for x in rows if x["desired"] != x["current"]]
-    peak = max((x["current"] for x in rows), default=0)
+    rows = [x for x in read_timeline(Path(state.timeline)) if x.decided]
+    changes = [x for x in rows if x.changes_pool]
+    peak = max((x.current for x in rows), default=0)
     print(f"   autoscaler: peak {peak} worker(s); decisions that changed the pool:")
     last = None
     for x in changes:
-        key = (x["current"], x["desired"])
+        key = (x.current, x.desired)
         if key != last:
-            print(f"   t={x['t'] - rows[0]['t']:6.1f}s  {x['current']} -> {x['desired']}  {x['reason']}")
+            print(f"   t={x.t - rows[0].t:6.1f}s  {x.current} -> {x.desired}  {x.reason}")
             last = key
     return render(rows, home / "timeline.png", title="elastiq demo")

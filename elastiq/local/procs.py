@@ -139,13 +139,14 @@ def wait_ready(redis, worker_ids, timeout_s: float = 120.0, procs=()) -> None:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         beats = read_heartbeats(redis)
-        if all(beats.get(w, {}).get("ready") for w in wanted):
+        if all(w in beats and beats[w].ready for w in wanted):
             return
         for p in procs:
             if p.poll() is not None:
                 raise RuntimeError(f"worker process {p.pid} exited with {p.returncode} before it was ready")
         time.sleep(0.2)
-    missing = sorted(w for w in wanted if not read_heartbeats(redis).get(w, {}).get("ready"))
+    beats = read_heartbeats(redis)
+    missing = sorted(w for w in wanted if w not in beats or not beats[w].ready)
     raise TimeoutError(f"workers not ready after {timeout_s}s: {missing}")
 
 

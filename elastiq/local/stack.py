@@ -152,7 +152,7 @@ def wait_ready_count(redis, models: list[str], n: int, timeout_s: float, parent:
     end = time.monotonic() + timeout_s
     while True:
         beats = read_heartbeats(redis)
-        have = {m: sum(1 for b in beats.values() if b.get("ready") and contract.queue_for(m) in b.get("queues", []))
+        have = {m: sum(1 for b in beats.values() if b.ready and b.serves(contract.queue_for(m)))
                 for m in models}
         if all(v >= n for v in have.values()):
             return

@@ -10,7 +10,7 @@ import time
 
 from elastiq import contract
 from elastiq.exits import recent_exits
-from elastiq.heartbeats import read_heartbeats
+from elastiq.heartbeats import Heartbeat, read_heartbeats
 from elastiq.local import stack
 from elastiq.redisconn import redis_client
 from elastiq.registry import Registry
@@ -72,18 +72,18 @@ def collect_status(r, registry: Registry, now: float) -> dict:
 
     beats = read_heartbeats(r)
     queues = {contract.queue_for(m) for m in registry.names()}
-    queues |= {q for b in beats.values() for q in b.get("queues", [])}
+    queues |= {q for b in beats.values() for q in b.queues}
     rows = []
     for q in sorted(queues):
         waiting, oldest, in_flight = backlog(r, q, now)
-        serving = [b for b in beats.values() if q in b.get("queues", [])]
+        serving = [b for b in beats.values() if b.serves(q)]
         rows.append({"queue": q, "waiting": waiting, "in_flight": in_flight,
                      "oldest_age_s": None if oldest is None else round(oldest, 3),
                      "workers": len(serving)})
-    workers = [{"worker_id": w, "queues": b.get("queues"), "ready": b.get("ready"),
-                "draining": b.get("draining"), "busy": b.get("busy"), "slots": b.get("slots"),
-                "rss_mb": b.get("rss_mb"), "done": b.get("done"), "failed": b.get("failed"),
-                "cold_start_s": b.get("cold_start_s"), "versions": _versions(b)}
+    workers = [{"worker_id": w, "queues": list(b.queues), "ready": b.ready,
+                "draining": b.draining, "busy": b.busy, "slots": b.slots,
+                "rss_mb": b.rss_mb, "done": b.done, "failed": b.failed,
+                "cold_start_s": b.cold_start_s, "versions": _versions(b)}
                for w, b in sorted(beats.items())]
     dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
     exits = recent_exits(r, 20)
@@ -96,10 +96,10 @@ def collect_status(r, registry: Registry, now: float) -> dict:
             "supervisor": supervised}
 
 
-def _versions(beat: dict) -> dict:
+def _versions(beat: Heartbeat) -> dict:
     """model -> the published version a worker serves (and what it refused), from its heartbeat."""
     out = {}
-    for model, e in (beat.get("engines") or {}).items():
+    for model, e in (beat.engines or {}).items():
         if isinstance(e, dict) and e.get("version"):
             out[model] = {"version": e["version"], "refused": e.get("refused") or {}}
     return out

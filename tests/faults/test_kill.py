@@ -56,9 +56,9 @@ def test_sigkill_three_busy_workers_in_3000_jobs(prod_env, workers, client, redi
         ids = [j.id for j in jobs]
         while len(kills) < n_kills and time.time() - t0 < 120:
             beats = procs.read_heartbeats(redis)
-            busy = [(b.get("busy", 0), w) for w, b in beats.items()
+            busy = [(b.busy, w) for w, b in beats.items()
                     if w in workers.procs and workers.procs[w].poll() is None and w not in kills
-                    and b.get("busy", 0) >= 4]
+                    and b.busy >= 4]
             if not busy:
                 time.sleep(0.1)
                 continue
@@ -107,7 +107,7 @@ def test_a_dead_workers_jobs_stay_backlog_until_they_run_elsewhere(prod_env, wor
     for the autoscaler's signals alike."""
     (a,) = workers.start("debug", n=1, slots=8)
     jobs = client.submit_many("debug", [[f"long {i}"] for i in range(8)], sleep_ms=30000)
-    wait_for(lambda: procs.read_heartbeats(redis).get(a, {}).get("busy") == 8, 20, what="A holds 8")
+    wait_for(lambda: getattr(procs.read_heartbeats(redis).get(a), "busy", 0) == 8, 20, what="A holds 8")
     workers.signal(a, signal.SIGKILL)
     t_kill = time.time()
     signals, registry = Signals(redis), Registry.from_env()
@@ -156,7 +156,7 @@ def test_a_stalled_worker_keeps_its_jobs_while_alive_then_loses_them(prod_env, w
     time.sleep(max(0.0, t_stop + 30 - time.time()))      # the scenario: A stays stopped 30 s in all
     workers.signal(a, signal.SIGCONT)
     ok, bad = collect(client, jobs, 60)
-    wait_for(lambda: (procs.read_heartbeats(redis).get(a) or {}).get("lost_ownership") == 4, 20,
+    wait_for(lambda: getattr(procs.read_heartbeats(redis).get(a), "lost_ownership", 0) == 4, 20,
              what="A to find its 4 answers refused")
     settle(tap, redis, Q)      # A's refused commits are done (its heartbeat counts them); tap caught up
     handover = [ok[i].timings["reserved_at"] - t_expired for i in ids]
@@ -178,7 +178,7 @@ def test_sigterm_finishes_held_jobs_and_hands_back_the_rest(prod_env, workers, c
     a, b = workers.start("debug", n=2, slots=4)
     jobs = client.submit_many("debug", [[f"t {i}"] for i in range(24)], sleep_ms=1500)
     ids = [j.id for j in jobs]
-    wait_for(lambda: procs.read_heartbeats(redis).get(a, {}).get("busy", 0) >= 4, 20, what="A busy")
+    wait_for(lambda: getattr(procs.read_heartbeats(redis).get(a), "busy", 0) >= 4, 20, what="A busy")
     t_term = time.time()
     running_on_a = held_ids(redis, a)
     workers.signal(a, signal.SIGTERM)

@@ -14,7 +14,7 @@ import pytest
 from autoscaler.backends.process import ProcessBackend
 from autoscaler.controller import Controller
 from autoscaler.policy import PolicyConfig
-from elastiq import contract
+from elastiq.jobrecord import read_record
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def test_burst_scales_up_then_drains_back_to_min_without_losing_a_job(backend, c
         loop.join(10)
 
     assert len(results) == 300 and len({r.job_id for r in results}) == 300
-    deliveries = [int(redis.hget(contract.job_key(r.job_id), "deliveries")) for r in results]
+    deliveries = [read_record(redis, r.job_id).deliveries for r in results]
     assert deliveries == [1] * 300                     # 0 lost, none run twice
     peak = max(r["current"] for r in rows if r["current"] is not None)
     assert peak >= 2, "the burst should have added workers"
@@ -102,4 +102,4 @@ def test_two_starting_workers_are_not_drained_while_loading_nor_inside_their_win
     youngest = max(r.started_at for r in started)
     assert first_down["t"] - youngest >= 4.0                          # not inside the window from its start
     beats = ctl.signals.heartbeats()
-    assert all(beats[r.worker_id]["ready"] or beats[r.worker_id]["draining"] for r in started)
+    assert all(beats[r.worker_id].ready or beats[r.worker_id].draining for r in started)

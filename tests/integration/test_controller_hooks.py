@@ -6,13 +6,13 @@ tested on a real swarm in tests/docker/test_swarm*.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from autoscaler.backends.base import Replica
 from autoscaler.controller import Controller
 from autoscaler.policy import PolicyConfig
 from elastiq import contract
+from elastiq.heartbeats import Heartbeat
 
 
 class Pool:
@@ -40,10 +40,10 @@ class Pool:
 
 
 def _beat(redis, wid, busy=0):
-    hb = {"worker_id": wid, "queues": [contract.queue_for("minilm")], "ready": True, "busy": busy,
-          "slots": 16, "started_at": time.time() - 600, "ready_at": time.time() - 590, "cold_start_s": 1.0,
-          "draining": False, "rss_mb": 10_000_000}      # an RSS no host could hold twice
-    redis.set(contract.heartbeat_key(wid), json.dumps(hb), ex=30)
+    hb = Heartbeat(wid, queues=(contract.queue_for("minilm"),), ready=True, busy=busy, slots=16,
+                   started_at=time.time() - 600, ready_at=time.time() - 590, cold_start_s=1.0,
+                   draining=False, rss_mb=10_000_000)      # an RSS no host could hold twice
+    redis.set(contract.heartbeat_key(wid), hb.to_json(), ex=30)
 
 
 def test_backend_picks_the_victims_and_the_host_is_no_cap(redis, redis_url):

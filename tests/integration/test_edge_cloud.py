@@ -58,7 +58,7 @@ def _stream(client, stop: threading.Event, jobs: list) -> None:
 
 def _current_versions(redis) -> set:
     return {e["version"] for b in read_heartbeats(redis).values()
-            for e in (b.get("engines") or {}).values() if isinstance(e, dict) and e.get("version")}
+            for e in (b.engines or {}).values() if isinstance(e, dict) and e.get("version")}
 
 
 def _wait(pred, timeout=60.0):
@@ -83,8 +83,8 @@ def test_train_publish_switch_rollback_and_refuse(redis_url, edge_env, workers, 
         ids = workers.start("rt", 2, slots=8, threads=1)
         assert _current_versions(redis) == {v1["version"]}
         beats = read_heartbeats(redis)
-        assert "torch" in beats[[w for w in beats if w not in ids][0]]["heavy_modules"]      # the trainer
-        assert all("torch" not in beats[w]["heavy_modules"] for w in ids)    # serving: onnxruntime only
+        assert "torch" in beats[[w for w in beats if w not in ids][0]].heavy_modules      # the trainer
+        assert all("torch" not in beats[w].heavy_modules for w in ids)    # serving: onnxruntime only
         stop, jobs = threading.Event(), []
         feeder = threading.Thread(target=_stream, args=(c, stop, jobs))
         feeder.start()
@@ -102,10 +102,10 @@ def test_train_publish_switch_rollback_and_refuse(redis_url, edge_env, workers, 
             assert redis.get(contract.current_key("rt")) == v2["version"]
             redis.set(contract.current_key("rt"), bad)
             assert _wait(lambda: all(bad in (e.get("refused") or {}) for b in read_heartbeats(redis).values()
-                                     for e in (b.get("engines") or {}).values() if e.get("version")))
+                                     for e in (b.engines or {}).values() if e.get("version")))
             assert _current_versions(redis) == {v2["version"]}          # still serving the good one
             late = workers.start("rt", 1, slots=8, threads=1)[0]         # starts while the bad one is current
-            beat = read_heartbeats(redis)[late]["engines"]["rt"]
+            beat = read_heartbeats(redis)[late].engine("rt")
             assert beat["version"] == v1["version"] and bad in beat["refused"]   # the newest good one in history
             redis.set(contract.current_key("rt"), v2["version"])
             assert _wait(lambda: _current_versions(redis) == {v2["version"]})

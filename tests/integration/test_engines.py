@@ -136,7 +136,7 @@ def test_two_workers_starting_at_once_export_once(private_cache, models_env, wor
     logs = [workers.log(w) for w in ids]
     assert sum(log.count("exporting to onnx") for log in logs) == 1, logs
     beats = procs.read_heartbeats(redis)
-    assert [beats[w]["engines"]["tiny-clf"]["engine"] for w in ids] == ["onnx", "onnx"]
+    assert [beats[w].engine("tiny-clf")["engine"] for w in ids] == ["onnx", "onnx"]
     entries = [p for p in private_cache.iterdir() if p.is_dir() and (p / "manifest.json").exists()]
     assert len(entries) == 1
     out = client.map("tiny-clf", [[f"review {i}"] for i in range(20)], progress=False, timeout=60)
@@ -167,7 +167,7 @@ def test_model_that_cannot_export_is_served_by_torch(private_cache, tmp_path, mo
     monkeypatch.setenv("ELASTIQ_MODELS", str(registry))
     for run in range(2):
         (wid,) = workers.start("fnet", slots=2)
-        engine = procs.read_heartbeats(redis)[wid]["engines"]["fnet"]
+        engine = procs.read_heartbeats(redis)[wid].engine("fnet")
         assert engine["engine"] == "torch" and "fft" in engine["fallback_reason"], engine
         log = workers.log(wid)
         assert "serving with torch instead of onnx" in log and "fft" in log
@@ -186,9 +186,9 @@ def test_worker_with_cached_graph_imports_neither_torch_nor_transformers(workers
     (wid,) = workers.start("minilm", slots=2)
     assert len(client.submit("minilm", ["hello"]).result(timeout=60).outputs[0]) == 384
     beat = procs.read_heartbeats(redis)[wid]
-    assert beat["engines"]["minilm"]["engine"] == "onnx"
-    assert "onnxruntime" in beat["heavy_modules"]
-    assert not {"torch", "transformers"} & set(beat["heavy_modules"]), beat["heavy_modules"]
+    assert beat.engine("minilm")["engine"] == "onnx"
+    assert "onnxruntime" in beat.heavy_modules
+    assert not {"torch", "transformers"} & set(beat.heavy_modules), beat.heavy_modules
     maps = Path(f"/proc/{workers.pid(wid)}/maps").read_text()
     assert "onnxruntime" in maps and "libtorch" not in maps and "/torch/" not in maps
 
@@ -196,5 +196,5 @@ def test_worker_with_cached_graph_imports_neither_torch_nor_transformers(workers
 def test_worker_threads_never_exceed_cpus(workers, redis):
     budget = len(os.sched_getaffinity(0))
     (wid,) = workers.start("minilm", slots=2, threads=budget + 3)
-    assert procs.read_heartbeats(redis)[wid]["threads"] == budget
+    assert procs.read_heartbeats(redis)[wid].threads == budget
     assert f"using {budget}" in workers.log(wid)

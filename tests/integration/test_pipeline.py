@@ -23,6 +23,7 @@ from elastiq.errors import (
     JobFailedError,
     UnknownModelError,
 )
+from elastiq.jobrecord import read_record
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +85,7 @@ def test_500_jobs_two_workers_none_lost_none_duplicated(workers, client, redis):
     by_worker = collections.Counter(r.timings["worker"] for r in results)
     assert set(by_worker) == set(ids), by_worker     # fair dispatch: both took work
     # exactly one delivery each: our own record counts executions
-    deliveries = [int(redis.hget(contract.job_key(r.job_id), "deliveries")) for r in results]
+    deliveries = [read_record(redis, r.job_id).deliveries for r in results]
     assert deliveries == [1] * 500
     # results in order: each embedding is the one of its own text
     again = client.submit("minilm", [texts[123]]).result(timeout=30).outputs[0]

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from elastiq import contract, messages
+from elastiq.jobrecord import JobRecord, read_record
 from elastiq.reservations import Outcome, Reservations, orphaned
 
 Q = "elastiq.minilm"
@@ -47,7 +48,7 @@ def test_reserve_needs_a_live_heartbeat_and_takes_in_fifo_order(redis, store):
     assert ids_of(held) == ids[:3]                                         # oldest first
     assert [h.deliveries for h in held] == [1, 1, 1]
     assert redis.llen(Q) == 2 and redis.hlen(contract.held_key("w1")) == 3
-    assert redis.hget(contract.job_key(ids[0]), "worker") == "w1"
+    assert read_record(redis, ids[0]).worker == "w1"
     assert int(redis.hget(contract.stats_key(Q), "started")) == 3
     assert "w1" in store.holders()
 
@@ -75,7 +76,7 @@ def test_commit_answers_once_and_only_from_the_owner(redis, store):
     assert store.commit("w1", [Outcome(held[0].field, ids[0], meta, queue=Q)]) == [True]
     assert redis.get(contract.result_key(ids[0])) == meta
     assert pubsub.get_message(timeout=1)["data"] == meta
-    assert redis.hget(contract.job_key(ids[0]), "state") == contract.DONE
+    assert read_record(redis, ids[0]).state == contract.DONE
     # a second commit of the same reservation is refused: it is no longer held
     assert store.commit("w1", [Outcome(held[0].field, ids[0], meta, queue=Q)]) == [False]
     # another worker cannot answer what w1 holds
@@ -123,7 +124,7 @@ def test_a_dead_workers_jobs_are_counted_then_restored_once_by_racing_reapers(re
     alive(redis, "w2")
     taken = ids_of(store.reserve("w2", [Q], 6, now=2.0, seq=0))
     assert set(taken) == set(ids) and not set(newer) & set(taken)
-    assert all(int(redis.hget(contract.job_key(i), "reaped")) == 1 for i in ids)
+    assert all(read_record(redis, i).reaped == 1 for i in ids)
     # the dead worker, if it comes back, cannot answer any of them
     meta = json.dumps({"status": "SUCCESS", "result": 1})
     assert store.commit("w1", [Outcome(h.field, i, meta, queue=Q) for h, i in zip(held, ids)]) == [False] * 6
@@ -137,7 +138,7 @@ def test_deliveries_count_across_reaps_and_alone_is_returned(redis, store):
         assert h.deliveries == n and h.alone is None
         redis.delete(contract.heartbeat_key("w"))
         store.reap("w")
-    redis.hset(contract.job_key(job), "alone", "w")
+    redis.hset(contract.job_key(job), mapping=JobRecord(alone="w").to_hash())
     alive(redis, "w")
     [h] = store.reserve("w", [Q], 1, now=1.0, seq=9)
     assert h.alone == "w" and h.deliveries == 4

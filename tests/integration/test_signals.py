@@ -9,6 +9,7 @@ import pytest
 
 from autoscaler.signals import Signals, waiting_and_oldest
 from elastiq import contract
+from elastiq.heartbeats import Heartbeat
 
 pytestmark = pytest.mark.integration
 Q = "elastiq.debug"
@@ -64,8 +65,8 @@ def test_arrival_rate_and_service_time_are_smoothed_from_counters(redis):
     redis.hset(contract.stats_key(Q), "started", 0)
     s.snapshot(Q, [], 100.0, beats={})
     redis.hset(contract.stats_key(Q), "started", 50)        # 50 starts in 10 s
-    beat = {"worker_id": "w", "queues": [Q], "busy_by_queue": {Q: 10}, "slots": 16}
-    redis.set(contract.heartbeat_key("w"), json.dumps(beat))              # a live worker ...
+    beat = Heartbeat("w", queues=(Q,), busy_by_queue={Q: 10}, slots=16)
+    redis.set(contract.heartbeat_key("w"), beat.to_json())                # a live worker ...
     redis.sadd(contract.HOLDERS_KEY, "w")                                 # ... holding 10 jobs
     redis.hset(contract.held_key("w"), mapping={f"{Q}\n{i}": "{}" for i in range(10)})
     for _ in range(5):
@@ -79,7 +80,7 @@ def test_arrival_rate_and_service_time_are_smoothed_from_counters(redis):
 
 def test_a_replica_without_a_heartbeat_is_loading_since_the_backends_start(redis):
     s = Signals(redis, host=lambda: {})
-    beat = {"worker_id": "w1", "queues": [Q], "ready": True, "started_at": 90.0, "cold_start_s": 4.0}
+    beat = Heartbeat("w1", queues=(Q,), ready=True, started_at=90.0, cold_start_s=4.0)
     snap = s.snapshot(Q, ["w1", "w2"], 100.0, beats={"w1": beat}, started={"w1": 89.0, "w2": 98.5})
     w1, w2 = snap.queue.worker_info
     assert (w1.started_at, w1.ready, w1.cold_start_s) == (90.0, True, 4.0)   # the heartbeat wins

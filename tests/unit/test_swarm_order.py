@@ -251,7 +251,9 @@ def test_backend_removes_a_never_placed_task_first():
                    task("p", 3, "pending", node="")], 3)
     b = _backend(api)
     replicas = b.list("minilm")
-    beats = {"minilm-a": {"ready": True, "busy": 0}, "minilm-b": {"ready": True, "busy": 3}}
+    from elastiq.heartbeats import Heartbeat
+
+    beats = {"minilm-a": Heartbeat("minilm-a", ready=True, busy=0), "minilm-b": Heartbeat("minilm-b", ready=True, busy=3)}
     [victim] = b.pick_victims(replicas, beats, 1)
     assert victim.worker_id == "minilm-p"           # before the idle ready one
     b.stop(Replica("minilm-p", "minilm", "p"))

@@ -14,6 +14,7 @@ from autoscaler.policy import PolicyConfig
 from autoscaler.signals import worker_info
 from autoscaler.snapshot import HostSnapshot, QueueSnapshot, Snapshot
 from elastiq import contract
+from elastiq.heartbeats import Heartbeat
 
 GROUP = "m"
 QUEUE = contract.queue_for(GROUP)
@@ -26,8 +27,8 @@ class World:
     beats: dict = field(default_factory=dict)
 
     def beat(self, wid: str, *, ready=True, busy=0, draining=False) -> None:
-        self.beats[wid] = {"worker_id": wid, "queues": [QUEUE], "ready": ready, "busy": busy,
-                           "busy_by_queue": {QUEUE: busy}, "draining": draining, "slots": 16, "started_at": 0.0}
+        self.beats[wid] = Heartbeat(wid, queues=(QUEUE,), ready=ready, busy=busy, busy_by_queue={QUEUE: busy},
+                                    draining=draining, slots=16, started_at=0.0)
 
 
 class ScriptedSignals:
@@ -41,10 +42,10 @@ class ScriptedSignals:
         beats = self.world.beats if beats is None else beats
         mine = [beats[w] for w in worker_ids if w in beats]
         q = QueueSnapshot(queue=queue, waiting=self.world.waiting,
-                          in_flight=sum(b["busy"] for b in beats.values()), oldest_age_s=0.0,
+                          in_flight=sum(b.busy for b in beats.values()), oldest_age_s=0.0,
                           arrival_rate=None, service_time_s=None, workers=len(worker_ids),
-                          ready_workers=sum(1 for b in mine if b["ready"]),
-                          busy_workers=sum(1 for b in mine if b["busy"]), slots_per_worker=16,
+                          ready_workers=sum(1 for b in mine if b.ready),
+                          busy_workers=sum(1 for b in mine if b.busy), slots_per_worker=16,
                           worker_info=worker_info(worker_ids, beats, started or {}))
         return Snapshot(now, q, HostSnapshot(cpus=64, free_cpu=60, free_memory_mb=64_000, worker_rss_mb=300))
 

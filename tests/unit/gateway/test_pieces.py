@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from elastiq import errors
 from elastiq.errors import BacklogFullError, JobFailedError, UnknownModelError
+from elastiq.jobrecord import JobRecord
 from gateway import http_errors, results
 from gateway.backlog import _Reading, admit
 from gateway.bodylimit import BodyLimitMiddleware
@@ -53,11 +54,11 @@ def test_results_from_celery_metas():
     assert isinstance(results.error_of(other, "j"), JobFailedError) and "ZeroDivisionError" in str(
         results.error_of(other, "j"))
     assert isinstance(results.error_of({"status": "REVOKED"}, "j"), JobFailedError)
-    assert results.status_of({}, None) == "unknown"
-    assert results.status_of({"state": "queued"}, None) == "queued"
-    assert results.status_of({"state": "started"}, ok) == "done"
-    assert results.status_of({"state": "dead"}, failed) == "dead"
-    assert results.status_of({"state": "failed"}, failed) == "failed"
+    assert results.status_of(JobRecord(), None) == "unknown"
+    assert results.status_of(JobRecord(state="queued"), None) == "queued"
+    assert results.status_of(JobRecord(state="started"), ok) == "done"
+    assert results.status_of(JobRecord(state="dead"), failed) == "dead"
+    assert results.status_of(JobRecord(state="failed"), failed) == "failed"
 
 
 @pytest.mark.parametrize("waiting,admitted,adding,bound,ok", [
