@@ -78,4 +78,4 @@ def test_no_worker_added_onto_busy_cores_then_added_when_they_free(prod_env, red
 def _ready(redis) -> int:
     from elastiq.heartbeats import read_heartbeats
 
-    return sum(1 for b in read_heartbeats(redis).values() if b.get("ready"))
+    return sum(1 for b in read_heartbeats(redis).values() if b.ready)
