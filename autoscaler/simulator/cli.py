@@ -26,7 +26,7 @@ from autoscaler.policy import PolicyConfig
 from autoscaler.simulator import machine
 from autoscaler.simulator.model import SimParams
 from autoscaler.simulator.report import provenance, summarise, table
-from autoscaler.simulator.runner import EXTRA, POLICIES, run_trace
+from autoscaler.simulator.runner import EXTRA, POLICIES, run_trace, warm_pools
 from autoscaler.simulator.scoring import score_trace
 from autoscaler.traces import BUILTIN, DEV, heldout, load
 from elastiq.errors import ConfigError
@@ -92,7 +92,7 @@ def run_one(trace, policies, params, config, args, png: Path | None) -> dict:
         raise RuntimeError(f"trace {trace.name}: jobs not completed under {lost}")
     entry = {"jobs": trace.jobs, "duration_s": trace.duration_s, "summaries": [s.as_dict() for s in summaries],
              "refused_starts": {r.policy: r.refused_starts for r in results if r.refused_starts},
-             **score_trace(trace, params, summaries)}
+             **score_trace(trace, params, summaries, pools=warm_pools(trace, params) if "elastiq" in policies else None)}
     print(f"\ntrace {trace.name}: {trace.jobs} jobs over {trace.duration_s:.0f}s, {entry['load_phases']} load "
           f"phase(s) (simulated in {time.perf_counter() - started:.1f}s)")
     print(table(summaries))

@@ -43,7 +43,8 @@ def overview(report: dict) -> list[str]:
                      f"{el['direction_changes']}",
                      ", ".join(e.get("dominated_by", [])) or "none",
                      "met" if e.get("targets_met") else "missed: " + ", ".join(
-                         TARGET_NAMES.get(k, k) for k, v in t.items() if not v["ok"])])
+                         TARGET_NAMES.get(k, k) + (" (unattainable here)" if v.get("attainable") is False else "")
+                         for k, v in t.items() if not v["ok"])])
     return _table(["trace", "jobs", "load phases", "elastiq worker-s", "x static", "p95 wait s", "x KEDA",
                    "x tuned KEDA", "direction changes", "dominated by", "targets"], rows)
 
@@ -58,6 +59,11 @@ def trace_section(name: str, e: dict) -> list[str]:
              str(s["max_workers_seen"])] for s in e["summaries"]]
     out += [""] + _table(["policy", "worker-s", "p50 wait s", "p95 wait s", "p99 wait s", "p95 latency s", "over SLO",
                           "scale events", "dir changes", "max workers"], rows)
+    if e.get("warm_pools"):
+        out += ["", "Warm fixed pools (that many workers from t=0, no scaling; the floor a p95 target is "
+                    "judged attainable against): " + ", ".join(
+                        f"{n}: p95 {w['wait_p95_s']:.2f} s, {w['worker_seconds']:.0f} worker-s"
+                        for n, w in e["warm_pools"].items()) + "."]
     if "ratios" in e:
         vs = e["ratios"]["vs"]
         out += ["", "elastiq against each baseline (worker-seconds ratio, p95 wait ratio, direction changes "

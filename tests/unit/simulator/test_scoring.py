@@ -6,7 +6,7 @@ import numpy as np
 
 from autoscaler.simulator.model import SimParams
 from autoscaler.simulator.report import Summary
-from autoscaler.simulator.scoring import check_targets, dominated_by, load_phases, ratios
+from autoscaler.simulator.scoring import check_targets, dominated_by, load_phases, ratios, warm_floor
 from autoscaler.traces.generate import poisson
 
 P = SimParams(throughput_per_worker=100.0, min_workers=1, max_workers=4)
@@ -66,3 +66,26 @@ def test_dominance_needs_both_fewer_worker_seconds_and_a_lower_p95_at_10ms():
     assert dominated_by(s("elastiq", 1000, 3.5), BASE) == ["celery"]
     assert dominated_by(s("elastiq", 1000, 3.004), BASE) == []         # 3.00 vs 3.00: not lower
     assert dominated_by(s("elastiq", 800, 9.0), BASE) == []
+
+
+def test_a_p95_target_no_warm_pool_reaches_is_marked_unattainable_and_still_missed():
+    main = s("elastiq", 1000, 3.5)
+    floor = warm_floor({1: s("static-1", 600, 60.0), 2: s("static-2", 1200, 3.2), 3: s("static-3", 1800, 3.3)})
+    assert floor == (2, 3.2)
+    t = check_targets(main, BASE, 3, floor)
+    # 0.5 x KEDA's 4.0 s = 2.0 s: even the best warm pool (3.2 s) misses it
+    assert not t["p95_vs_keda"]["ok"] and t["p95_vs_keda"]["attainable"] is False
+    assert "2 workers from t=0" in t["p95_vs_keda"]["detail"]
+    # a reachable bound stays a plain miss
+    t = check_targets(main, BASE, 3, (2, 1.0))
+    assert not t["p95_vs_keda"]["ok"] and "attainable" not in t["p95_vs_keda"]
+
+
+def test_warm_pools_run_every_size_and_more_workers_wait_less_on_an_overload():
+    from autoscaler.simulator.runner import warm_pools
+
+    trace = poisson("x", lambda t: np.where((t >= 20) & (t < 40), 180.0, 40.0), 60.0, seed=5)
+    pools = warm_pools(trace, SimParams(throughput_per_worker=100.0, min_workers=1, max_workers=3))
+    assert sorted(pools) == [1, 2, 3]
+    assert pools[1].wait_p95_s > pools[2].wait_p95_s
+    assert pools[1].worker_seconds < pools[2].worker_seconds < pools[3].worker_seconds
