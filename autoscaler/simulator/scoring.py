@@ -162,7 +162,7 @@ def score_trace(trace: Trace, params: SimParams, summaries: list[Summary], main:
     out: dict = {"load_phases": len(phases), "phases": phases}
     floor = warm_floor(pools)
     if pools:
-        out["warm_pools"] = {str(n): {"worker_seconds": round(s.worker_seconds, 1), "wait_p95_s": _p95(s)}
+        out["warm_pools"] = {str(n): {"worker_seconds": round(s.worker_seconds, 1), "wait_p95_s": round(_p95(s), 3)}
                              for n, s in pools.items()}
     if main in by:
         out["ratios"] = ratios(by[main], baselines)
