@@ -14,8 +14,10 @@ Accepted files, plain or ``.gz``:
 
 The built-in traces are files in this folder, written by ``python -m
 autoscaler.traces.generate`` from fixed seeds, so every run replays the same arrivals:
-a development set (``DEV``, the policy was tuned on it) and a held-out set (``HELDOUT``,
-never used for tuning), plus ``recorded.csv.gz`` when a live run has been recorded.
+a development set (``DEV``, the policy was tuned on it), a held-out set (``HELDOUT``,
+never used for tuning; looked at since), plus ``recorded.csv.gz`` when a live run has been
+recorded, and a fresh held-out set (``FRESH``, defined before the last policy change and
+run once after it).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DEV = ("steady", "step", "diurnal", "spiky")                  # the policy was tuned on these
 HELDOUT = ("sawtooth", "flash", "ramp", "heavy", "bursts")    # never used to tune it
+FRESH = ("waves", "crowds", "mixed", "stairs", "jitter")      # written down before the last policy change
 RECORDED = "recorded"        # a live run (``elastiq simulate record``), held out when present
-BUILTIN = DEV + HELDOUT
+BUILTIN = DEV + HELDOUT + FRESH
 
 
 def heldout() -> tuple[str, ...]:

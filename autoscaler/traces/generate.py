@@ -35,6 +35,19 @@ this host's measured capacity -- peaks at 85-95 % of what two workers serve):
 
 A live run recorded with ``elastiq simulate record`` can be stored as ``recorded`` (not
 generated here): it joins the held-out set when the file exists.
+
+**Fresh set** (``FRESH``: written down before the scale-down back-off was designed, on
+2026-12-04, and run once after it; other seeds and shapes again, sized the same way --
+peaks at 85-95 % of what two workers serve, in work for the heavy-tailed one):
+
+- ``waves``:  a sine between 10 and 175 jobs/s with a 200 s period, 800 s;
+- ``crowds``: two flash crowds on a base of 8 jobs/s: +172 at t=100 s (time constant
+              40 s) and +142 at t=400 s (time constant 90 s), 700 s;
+- ``mixed``:  heavy-tailed sizes (Pareto, alpha 1.6, 1 to 128 sentences per job):
+              30 jobs/s, 90 from t=250 s to 430 s, 700 s;
+- ``stairs``: 20, 60, 120, 170, 90, 20 jobs/s, 100 s each, 600 s;
+- ``jitter``: 15 jobs/s with 20 bursts of 8 s at 190 jobs/s at irregular (seeded)
+              times, 900 s.
 """
 
 from __future__ import annotations
@@ -128,6 +141,44 @@ def bursts(t: np.ndarray) -> np.ndarray:
     return np.where(inside, 200.0, 10.0)
 
 
+# -- fresh held-out shapes
+
+
+def waves(t: np.ndarray) -> np.ndarray:
+    return 92.5 - 82.5 * np.cos(2 * np.pi * t / 200.0)
+
+
+def crowd(t: np.ndarray, at: float, height: float, tau: float) -> np.ndarray:
+    return np.where(t < at, 0.0, height * np.exp(-np.maximum(t - at, 0.0) / tau))
+
+
+def crowds(t: np.ndarray) -> np.ndarray:
+    return 8.0 + crowd(t, 100.0, 172.0, 40.0) + crowd(t, 400.0, 142.0, 90.0)
+
+
+def mixed(t: np.ndarray) -> np.ndarray:
+    return np.where((t >= 250.0) & (t < 430.0), 90.0, 30.0)
+
+
+def mixed_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+    return pareto_sizes(rng, n, alpha=1.6, cap=128)
+
+
+STAIRS = np.array([20.0, 60.0, 120.0, 170.0, 90.0, 20.0])
+
+
+def stairs(t: np.ndarray) -> np.ndarray:
+    return STAIRS[np.clip((t // 100.0).astype(int), 0, len(STAIRS) - 1)]
+
+
+JITTER = _burst_starts(seed=606, n=20, duration_s=900.0, length_s=8.0)
+
+
+def jitter(t: np.ndarray) -> np.ndarray:
+    inside = np.any((t[:, None] >= JITTER) & (t[:, None] < JITTER + 8.0), axis=1)
+    return np.where(inside, 190.0, 15.0)
+
+
 # name -> (rate, duration s, seed, sizes)
 DEV = {
     "steady": (steady, 600.0, 1, None),
@@ -142,7 +193,14 @@ HELDOUT = {
     "heavy": (heavy, 600.0, 104, pareto_sizes),
     "bursts": (bursts, 900.0, 105, None),
 }
-SPECS = {**DEV, **HELDOUT}
+FRESH = {
+    "waves": (waves, 800.0, 201, None),
+    "crowds": (crowds, 700.0, 202, None),
+    "mixed": (mixed, 700.0, 203, mixed_sizes),
+    "stairs": (stairs, 600.0, 204, None),
+    "jitter": (jitter, 900.0, 205, None),
+}
+SPECS = {**DEV, **HELDOUT, **FRESH}
 
 
 def build(name: str, scale: float = 1.0) -> Trace:
