@@ -28,7 +28,10 @@ desired = max(backlog, Little's law, throughput, age), then clamped:
   cold_start_factor x measured cold start), and never while a needed metric is unknown,
   never while a worker is still loading (unless stuck: not ready after max(120 s, 5 x
   cold start)), and never while a worker started less than that window ago (each
-  worker's window counts from its own start);
+  worker's window counts from its own start); a scale-in undone by a scale-up within its
+  own window doubles the window of the next one, up to ``max_window_s`` (300 s), back to
+  the base once 300 s pass with none undone (recurring bursts shorter than the window
+  would otherwise add and remove a worker around every burst);
 - scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
   when a job waits;
 - optional (``prewarm``, off): demand surges that recur at a regular period start the
@@ -60,6 +63,10 @@ class PolicyConfig:
     max_step_up: int = 4                 # workers added per decision at most
     stabilisation_min_s: float = 15.0    # scale-down window floor
     cold_start_factor: float = 3.0       # window >= factor x measured cold start
+    # Back-off: a scale-in undone (a scale-up) within its own window doubles the window of
+    # the next scale-in, up to this (HPA's default window, KEDA's cooldown); back to the
+    # base window once this long passes with no scale-in undone. <= the base window: off.
+    max_window_s: float = 300.0
     memory_reserve_mb: float = 512.0     # host memory never handed to new workers
     # Idle CPUs (per worker thread) the host must show for a worker to be added: below it a
     # new worker would only share cores that are already busy (other tenants, or the pool).
@@ -112,6 +119,12 @@ class PolicyState:
     # (start time, peak desired) of recent demand surges (demand above max(min, 1)), newest last.
     surges: tuple[tuple[float, int], ...] = ()
     in_surge: bool = False
+    # The scale-down back-off: the last scale-in (time, the window it waited), the number of
+    # scale-ins undone within their window since the back-off was last reset, and when the
+    # last one was undone.
+    last_scale_in: tuple[float, float] | None = None
+    backoff: int = 0
+    backoff_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -125,8 +138,36 @@ class Decision:
     terms: dict = field(default_factory=dict)
 
 
-def scale_down_window(q: QueueSnapshot, config: PolicyConfig) -> float:
-    return max(config.stabilisation_min_s, config.cold_start_factor * (q.cold_start_s or 0.0))
+MAX_BACKOFF = 10             # doublings at most (the max_window_s cap binds long before)
+
+
+def scale_down_window(q: QueueSnapshot, config: PolicyConfig, backoff: int = 0) -> float:
+    """max(stabilisation_min_s, cold_start_factor x cold start), doubled per back-off step,
+    at most ``max_window_s`` (never below the base)."""
+    base = max(config.stabilisation_min_s, config.cold_start_factor * (q.cold_start_s or 0.0))
+    return min(base * 2 ** min(backoff, MAX_BACKOFF), max(base, config.max_window_s))
+
+
+def backoff_level(state: PolicyState, config: PolicyConfig, now: float) -> int:
+    """The back-off in force now: reset once ``max_window_s`` passed with no scale-in undone."""
+    if state.backoff and state.backoff_at is not None and now - state.backoff_at >= config.max_window_s:
+        return 0
+    return state.backoff
+
+
+def track_scale_ins(state: PolicyState, level: int, current: int, desired: int, window: float,
+                    q: QueueSnapshot, config: PolicyConfig, now: float, notes: list[str]) -> dict:
+    """The back-off's part of the next state: a scale-up within the last scale-in's window
+    undoes it (one more doubling); a scale-in is remembered with the window it waited."""
+    last, at = state.last_scale_in, state.backoff_at if level else None
+    if desired > current and last is not None and now - last[0] < last[1]:
+        level, at = min(level + 1, MAX_BACKOFF), now
+        notes.append(f"the scale-in {now - last[0]:.0f}s ago is undone: the next one waits "
+                     f"{scale_down_window(q, config, level):.0f}s")
+        last = None
+    elif desired < current:
+        last = (now, window)
+    return {"last_scale_in": last, "backoff": level, "backoff_at": at}
 
 
 def host_capacity(h: HostSnapshot, current: int, config: PolicyConfig) -> tuple[int | None, str, dict]:
@@ -322,10 +363,10 @@ def from_zero(d: Draft, q: QueueSnapshot) -> None:
             d.notes.append("scale from zero: a job is waiting")
 
 
-def stabilise(d: Draft, q: QueueSnapshot, state: PolicyState, config: PolicyConfig, now: float):
+def stabilise(d: Draft, q: QueueSnapshot, state: PolicyState, config: PolicyConfig, now: float,
+              window: float):
     """The scale-down window: a lower count only once every recommendation inside it agrees."""
     known = q.waiting is not None and q.in_flight is not None
-    window = scale_down_window(q, config)
     # An unknown metric records the current size, so it cannot open the way to a scale-in later.
     rec = d.desired if known else max(d.desired, q.workers)
     recs = tuple((t, r) for t, r in state.recommendations if now - t < window) + ((now, rec),)
@@ -337,7 +378,7 @@ def stabilise(d: Draft, q: QueueSnapshot, state: PolicyState, config: PolicyConf
 
 def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: float) -> Decision:
     """The steps in order: demand (the calculator), floors, prewarm, from zero, the capacity
-    clamp on the way up, the stabilisation window on the way down."""
+    clamp on the way up, the stabilisation window (with its back-off) on the way down."""
     q, h = snapshot.queue, snapshot.host
     want, reason, terms = demand(q, config)
     d = Draft(want, [], terms)
@@ -348,9 +389,12 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
         d.raise_to(*warm)
     from_zero(d, q)
     d.desired, cap, capacity_limited = clamp_up(d.desired, q.workers, h, config, d.terms, d.notes)
-    recs = stabilise(d, q, state, config, now)
-    d.terms["capacity"] = cap
+    level = backoff_level(state, config, now)
+    window = scale_down_window(q, config, level)
+    recs = stabilise(d, q, state, config, now, window)
+    d.terms["capacity"], d.terms["backoff"] = cap, level
     if in_surge and surges and d.desired > surges[-1][1]:
         surges = surges[:-1] + ((surges[-1][0], d.desired),)
-    nxt = PolicyState(recommendations=recs, surges=surges, in_surge=in_surge)
+    nxt = PolicyState(recommendations=recs, surges=surges, in_surge=in_surge,
+                      **track_scale_ins(state, level, q.workers, d.desired, window, q, config, now, d.notes))
     return Decision(q.queue, q.workers, d.desired, "; ".join([reason] + d.notes), capacity_limited, nxt, d.terms)

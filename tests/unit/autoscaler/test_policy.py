@@ -117,6 +117,40 @@ def test_slow_cold_start_stretches_the_window():
     assert ds[20].desired == 4 and ds[25].desired == 1
 
 
+# --- the scale-down back-off: a scale-in undone within its window doubles the next window
+
+
+def test_a_scale_in_undone_within_its_window_doubles_the_next_window():
+    ticks = [q(waiting=64)] + [q()] * 19 + [q(waiting=64)] + [q()] * 45
+    ds = run(ticks)
+    sizes = [d.desired for d in ds]
+    assert sizes[14] == 4 and sizes[15] == 1                  # the base window: 15 s
+    assert sizes[20] == 4 and "the scale-in 5s ago is undone: the next one waits 30s" in ds[20].reason
+    assert ds[21].terms["window_s"] == 30 and ds[21].terms["backoff"] == 1
+    assert sizes[21:50] == [4] * 29 and sizes[50] == 1, sizes   # 30 s from the last need for 4
+
+
+def test_a_scale_in_that_stands_its_window_keeps_the_base_window():
+    ticks = [q(waiting=64)] + [q()] * 39 + [q(waiting=64)] + [q()] * 20
+    ds = run(ticks)
+    sizes = [d.desired for d in ds]
+    assert sizes[15] == 1 and sizes[40] == 4                  # up again 25 s after the scale-in
+    assert "undone" not in ds[40].reason and ds[41].terms["backoff"] == 0
+    assert sizes[54] == 4 and sizes[55] == 1
+
+
+@pytest.mark.parametrize("backoff,since_s,max_window_s,window_s", [
+    (1, 59.0, 60.0, 30.0),          # one doubling, still in force
+    (1, 60.0, 60.0, 15.0),          # max_window_s with no scale-in undone: back to the base
+    (5, 10.0, 300.0, 300.0),        # 15 x 32 = 480, capped at max_window_s
+    (5, 10.0, 10.0, 15.0),          # max_window_s <= the base window: no back-off
+])
+def test_backoff_window_cap_and_reset(backoff, since_s, max_window_s, window_s):
+    state = PolicyState(backoff=backoff, backoff_at=1000.0 - since_s)
+    d = once(q(workers=2), cfg=replace(CFG, max_window_s=max_window_s), state=state)
+    assert d.terms["window_s"] == window_s
+
+
 def test_an_alternating_signal_holds_the_scaled_up_size():
     ticks = [q(waiting=64 if i % 2 == 0 else 0) for i in range(40)]
     sizes = [d.desired for d in run(ticks)]
