@@ -16,8 +16,8 @@ The built-in traces are files in this folder, written by ``python -m
 autoscaler.traces.generate`` from fixed seeds, so every run replays the same arrivals:
 a development set (``DEV``, the policy was tuned on it), a held-out set (``HELDOUT``,
 never used for tuning; looked at since), plus ``recorded.csv.gz`` when a live run has been
-recorded, and a fresh held-out set (``FRESH``, defined before the last policy change and
-run once after it).
+recorded, and two fresh held-out sets (``FRESH``, ``FRESH2``), each written down before a
+policy change and run once after it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DEV = ("steady", "step", "diurnal", "spiky")                  # the policy was tuned on these
 HELDOUT = ("sawtooth", "flash", "ramp", "heavy", "bursts")    # never used to tune it
-FRESH = ("waves", "crowds", "mixed", "stairs", "jitter")      # written down before the last policy change
+FRESH = ("waves", "crowds", "mixed", "stairs", "jitter")      # written down before the back-off
+FRESH2 = ("pulse", "drift", "tail", "storm", "dawn")          # written down before its reach was widened
 RECORDED = "recorded"        # a live run (``elastiq simulate record``), held out when present
-BUILTIN = DEV + HELDOUT + FRESH
+BUILTIN = DEV + HELDOUT + FRESH + FRESH2
 
 
 def heldout() -> tuple[str, ...]:

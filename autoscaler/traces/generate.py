@@ -48,6 +48,19 @@ peaks at 85-95 % of what two workers serve, in work for the heavy-tailed one):
 - ``stairs``: 20, 60, 120, 170, 90, 20 jobs/s, 100 s each, 600 s;
 - ``jitter``: 15 jobs/s with 20 bursts of 8 s at 190 jobs/s at irregular (seeded)
               times, 900 s.
+
+**Second fresh set** (``FRESH2``: written down after the first fresh run had been seen and
+before the back-off's reach was widened to ``max_window_s``; run once after that change):
+
+- ``pulse``:  a square wave, 60 s at 160 jobs/s then 90 s at 20, 750 s;
+- ``drift``:  a slow irregular rate, 95 + 50 sin(2 pi t / 310) + 30 sin(2 pi t / 97 + 1),
+              within 10-180 jobs/s, 900 s;
+- ``tail``:   heavy-tailed sizes (Pareto, alpha 1.4, 1 to 200 sentences per job): 35
+              jobs/s, 72 from t=300 s to 450 s, 800 s;
+- ``storm``:  12 jobs/s with 24 bursts of 5 s at 180 jobs/s at irregular (seeded) times,
+              1000 s;
+- ``dawn``:   a rise from 5 to 175 jobs/s over 600 s (faster towards the end), then 200 s
+              at the top, 800 s.
 """
 
 from __future__ import annotations
@@ -179,6 +192,38 @@ def jitter(t: np.ndarray) -> np.ndarray:
     return np.where(inside, 190.0, 15.0)
 
 
+# -- second fresh set
+
+
+def pulse(t: np.ndarray) -> np.ndarray:
+    return np.where((t % 150.0) < 60.0, 160.0, 20.0)
+
+
+def drift(t: np.ndarray) -> np.ndarray:
+    r = 95.0 + 50.0 * np.sin(2 * np.pi * t / 310.0) + 30.0 * np.sin(2 * np.pi * t / 97.0 + 1.0)
+    return np.clip(r, 10.0, 180.0)
+
+
+def tail(t: np.ndarray) -> np.ndarray:
+    return np.where((t >= 300.0) & (t < 450.0), 72.0, 35.0)
+
+
+def tail_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+    return pareto_sizes(rng, n, alpha=1.4, cap=200)
+
+
+STORM = _burst_starts(seed=707, n=24, duration_s=1000.0, length_s=5.0)
+
+
+def storm(t: np.ndarray) -> np.ndarray:
+    inside = np.any((t[:, None] >= STORM) & (t[:, None] < STORM + 5.0), axis=1)
+    return np.where(inside, 180.0, 12.0)
+
+
+def dawn(t: np.ndarray) -> np.ndarray:
+    return 5.0 + 170.0 * (np.minimum(t, 600.0) / 600.0) ** 2
+
+
 # name -> (rate, duration s, seed, sizes)
 DEV = {
     "steady": (steady, 600.0, 1, None),
@@ -200,7 +245,14 @@ FRESH = {
     "stairs": (stairs, 600.0, 204, None),
     "jitter": (jitter, 900.0, 205, None),
 }
-SPECS = {**DEV, **HELDOUT, **FRESH}
+FRESH2 = {
+    "pulse": (pulse, 750.0, 301, None),
+    "drift": (drift, 900.0, 302, None),
+    "tail": (tail, 800.0, 303, tail_sizes),
+    "storm": (storm, 1000.0, 304, None),
+    "dawn": (dawn, 800.0, 305, None),
+}
+SPECS = {**DEV, **HELDOUT, **FRESH, **FRESH2}
 
 
 def build(name: str, scale: float = 1.0) -> Trace:
