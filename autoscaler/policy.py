@@ -28,10 +28,10 @@ desired = max(backlog, Little's law, throughput, age), then clamped:
   cold_start_factor x measured cold start), and never while a needed metric is unknown,
   never while a worker is still loading (unless stuck: not ready after max(120 s, 5 x
   cold start)), and never while a worker started less than that window ago (each
-  worker's window counts from its own start); a scale-in undone by a scale-up within its
-  own window doubles the window of the next one, up to ``max_window_s`` (300 s), back to
-  the base once 300 s pass with none undone (recurring bursts shorter than the window
-  would otherwise add and remove a worker around every burst);
+  worker's window counts from its own start); a scale-in undone by a scale-up within
+  ``max_window_s`` (300 s, HPA's default window) doubles the window of the next one, up to
+  300 s, back to the base once 300 s pass with none undone (bursts that recur within a few
+  minutes would otherwise add and remove a worker around every one);
 - scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
   when a job waits;
 - optional (``prewarm``, off): demand surges that recur at a regular period start the
@@ -63,8 +63,8 @@ class PolicyConfig:
     max_step_up: int = 4                 # workers added per decision at most
     stabilisation_min_s: float = 15.0    # scale-down window floor
     cold_start_factor: float = 3.0       # window >= factor x measured cold start
-    # Back-off: a scale-in undone (a scale-up) within its own window doubles the window of
-    # the next scale-in, up to this (HPA's default window, KEDA's cooldown); back to the
+    # Back-off: a scale-in undone (a scale-up) within this long doubles the window of the
+    # next scale-in, up to this long (HPA's default window, KEDA's cooldown); back to the
     # base window once this long passes with no scale-in undone. <= the base window: off.
     max_window_s: float = 300.0
     memory_reserve_mb: float = 512.0     # host memory never handed to new workers
@@ -119,10 +119,9 @@ class PolicyState:
     # (start time, peak desired) of recent demand surges (demand above max(min, 1)), newest last.
     surges: tuple[tuple[float, int], ...] = ()
     in_surge: bool = False
-    # The scale-down back-off: the last scale-in (time, the window it waited), the number of
-    # scale-ins undone within their window since the back-off was last reset, and when the
-    # last one was undone.
-    last_scale_in: tuple[float, float] | None = None
+    # The scale-down back-off: when the last scale-in was decided, the number of scale-ins
+    # undone (within max_window_s) since the back-off was last reset, and when the last was.
+    last_scale_in: float | None = None
     backoff: int = 0
     backoff_at: float | None = None
 
@@ -155,18 +154,18 @@ def backoff_level(state: PolicyState, config: PolicyConfig, now: float) -> int:
     return state.backoff
 
 
-def track_scale_ins(state: PolicyState, level: int, current: int, desired: int, window: float,
+def track_scale_ins(state: PolicyState, level: int, current: int, desired: int,
                     q: QueueSnapshot, config: PolicyConfig, now: float, notes: list[str]) -> dict:
-    """The back-off's part of the next state: a scale-up within the last scale-in's window
-    undoes it (one more doubling); a scale-in is remembered with the window it waited."""
+    """The back-off's part of the next state: a scale-up within ``max_window_s`` of the last
+    scale-in undoes it (one more doubling of the window); a scale-in is remembered."""
     last, at = state.last_scale_in, state.backoff_at if level else None
-    if desired > current and last is not None and now - last[0] < last[1]:
+    if desired > current and last is not None and now - last < config.max_window_s:
         level, at = min(level + 1, MAX_BACKOFF), now
-        notes.append(f"the scale-in {now - last[0]:.0f}s ago is undone: the next one waits "
+        notes.append(f"the scale-in {now - last:.0f}s ago is undone: the next one waits "
                      f"{scale_down_window(q, config, level):.0f}s")
         last = None
     elif desired < current:
-        last = (now, window)
+        last = now
     return {"last_scale_in": last, "backoff": level, "backoff_at": at}
 
 
@@ -396,5 +395,5 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
     if in_surge and surges and d.desired > surges[-1][1]:
         surges = surges[:-1] + ((surges[-1][0], d.desired),)
     nxt = PolicyState(recommendations=recs, surges=surges, in_surge=in_surge,
-                      **track_scale_ins(state, level, q.workers, d.desired, window, q, config, now, d.notes))
+                      **track_scale_ins(state, level, q.workers, d.desired, q, config, now, d.notes))
     return Decision(q.queue, q.workers, d.desired, "; ".join([reason] + d.notes), capacity_limited, nxt, d.terms)

@@ -130,13 +130,21 @@ def test_a_scale_in_undone_within_its_window_doubles_the_next_window():
     assert sizes[21:50] == [4] * 29 and sizes[50] == 1, sizes   # 30 s from the last need for 4
 
 
-def test_a_scale_in_that_stands_its_window_keeps_the_base_window():
+def test_a_scale_in_that_stands_longer_than_max_window_keeps_the_base_window():
     ticks = [q(waiting=64)] + [q()] * 39 + [q(waiting=64)] + [q()] * 20
-    ds = run(ticks)
+    ds = run(ticks, cfg=replace(CFG, max_window_s=20.0))
     sizes = [d.desired for d in ds]
-    assert sizes[15] == 1 and sizes[40] == 4                  # up again 25 s after the scale-in
+    assert sizes[15] == 1 and sizes[40] == 4                  # up again 25 s (> 20) after the scale-in
     assert "undone" not in ds[40].reason and ds[41].terms["backoff"] == 0
     assert sizes[54] == 4 and sizes[55] == 1
+
+
+def test_a_scale_in_undone_within_max_window_backs_off_even_after_its_own_window():
+    # up again 25 s after the scale-in: past its 15 s window, inside max_window_s (300 s)
+    ds = run([q(waiting=64)] + [q()] * 39 + [q(waiting=64)] + [q()] * 40)
+    assert "the scale-in 25s ago is undone: the next one waits 30s" in ds[40].reason
+    sizes = [d.desired for d in ds]
+    assert sizes[69] == 4 and sizes[70] == 1
 
 
 @pytest.mark.parametrize("backoff,since_s,max_window_s,window_s", [
