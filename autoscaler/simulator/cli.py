@@ -28,12 +28,12 @@ from autoscaler.simulator.model import SimParams
 from autoscaler.simulator.report import provenance, summarise, table
 from autoscaler.simulator.runner import EXTRA, POLICIES, run_trace, warm_pools
 from autoscaler.simulator.scoring import score_trace
-from autoscaler.traces import BUILTIN, DEV, FRESH, FRESH2, heldout, load
+from autoscaler.traces import BUILTIN, DEV, FRESH, FRESH2, FRESH3, heldout, load
 from elastiq.errors import ConfigError
 
 RET_OK, RET_FAILED, RET_USAGE = 0, 1, 2
 SETS = {"dev": lambda: DEV, "heldout": heldout, "fresh": lambda: FRESH, "fresh2": lambda: FRESH2,
-        "all": lambda: DEV + heldout() + FRESH + FRESH2}
+        "fresh3": lambda: FRESH3, "all": lambda: DEV + heldout() + FRESH + FRESH2 + FRESH3}
 SUBCOMMANDS = {"readme": "autoscaler.simulator.docs", "record": "autoscaler.simulator.live",
                "replay": "autoscaler.simulator.live", "calibrate": "autoscaler.simulator.live"}
 
@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elastiq simulate", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", help=f"built-in ({', '.join(BUILTIN)}) or a CSV/JSON-lines/timeline file")
-    src.add_argument("--set", choices=sorted(SETS), help="a set of built-in traces: dev, heldout, fresh, fresh2 or all")
+    src.add_argument("--set", choices=sorted(SETS), help="a set of built-in traces (all: every one)")
     src.add_argument("--all-traces", action="store_true", help="same as --set all")
     p.add_argument("--policies", default=",".join(POLICIES),
                    help=f"comma-separated, default {','.join(POLICIES)}; also {','.join(EXTRA)}")

@@ -61,6 +61,19 @@ before the back-off's reach was widened to ``max_window_s``; run once after that
               1000 s;
 - ``dawn``:   a rise from 5 to 175 jobs/s over 600 s (faster towards the end), then 200 s
               at the top, 800 s.
+
+**Third fresh set** (``FRESH3``: written down after the second fresh run had been seen and
+before the back-off's decay was changed from "after 300 s with none undone" to "once a
+scale-in has stood for 300 s"; run once after that change):
+
+- ``hours``:  two humps on a base of 10 jobs/s: +80 around t=300 s (sd 100 s) and +160
+              around t=850 s (sd 120 s), 1200 s;
+- ``blips``:  25 jobs/s with 28 blips of 3 s at 220 jobs/s at irregular (seeded) times,
+              1200 s;
+- ``wide``:   very heavy-tailed sizes (Pareto, alpha 1.2, 1 to 256 sentences per job): 15
+              jobs/s, 50 from t=200 s to 500 s, 700 s;
+- ``climb``:  10 jobs/s, 15 more every 60 s up to 175, then back to 10 at t=720 s, 900 s;
+- ``lull``:   150 jobs/s with three 60 s lulls at 10 jobs/s (from t=150, 450, 700 s), 900 s.
 """
 
 from __future__ import annotations
@@ -224,6 +237,40 @@ def dawn(t: np.ndarray) -> np.ndarray:
     return 5.0 + 170.0 * (np.minimum(t, 600.0) / 600.0) ** 2
 
 
+# -- third fresh set
+
+
+def hours(t: np.ndarray) -> np.ndarray:
+    return 10.0 + 80.0 * np.exp(-0.5 * ((t - 300.0) / 100.0) ** 2) + 160.0 * np.exp(-0.5 * ((t - 850.0) / 120.0) ** 2)
+
+
+BLIPS = _burst_starts(seed=808, n=28, duration_s=1200.0, length_s=3.0)
+
+
+def blips(t: np.ndarray) -> np.ndarray:
+    inside = np.any((t[:, None] >= BLIPS) & (t[:, None] < BLIPS + 3.0), axis=1)
+    return np.where(inside, 220.0, 25.0)
+
+
+def wide(t: np.ndarray) -> np.ndarray:
+    return np.where((t >= 200.0) & (t < 500.0), 50.0, 15.0)
+
+
+def wide_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+    return pareto_sizes(rng, n, alpha=1.2, cap=256)
+
+
+def climb(t: np.ndarray) -> np.ndarray:
+    return np.where(t < 720.0, np.minimum(10.0 + 15.0 * (t // 60.0), 175.0), 10.0)
+
+
+def lull(t: np.ndarray) -> np.ndarray:
+    quiet = np.zeros_like(t, dtype=bool)
+    for start in (150.0, 450.0, 700.0):
+        quiet |= (t >= start) & (t < start + 60.0)
+    return np.where(quiet, 10.0, 150.0)
+
+
 # name -> (rate, duration s, seed, sizes)
 DEV = {
     "steady": (steady, 600.0, 1, None),
@@ -252,7 +299,14 @@ FRESH2 = {
     "storm": (storm, 1000.0, 304, None),
     "dawn": (dawn, 800.0, 305, None),
 }
-SPECS = {**DEV, **HELDOUT, **FRESH, **FRESH2}
+FRESH3 = {
+    "hours": (hours, 1200.0, 401, None),
+    "blips": (blips, 1200.0, 402, None),
+    "wide": (wide, 700.0, 403, wide_sizes),
+    "climb": (climb, 900.0, 404, None),
+    "lull": (lull, 900.0, 405, None),
+}
+SPECS = {**DEV, **HELDOUT, **FRESH, **FRESH2, **FRESH3}
 
 
 def build(name: str, scale: float = 1.0) -> Trace:
