@@ -30,8 +30,9 @@ desired = max(backlog, Little's law, throughput, age), then clamped:
   cold start)), and never while a worker started less than that window ago (each
   worker's window counts from its own start); a scale-in undone by a scale-up within
   ``max_window_s`` (300 s, HPA's default window) doubles the window of the next one, up to
-  300 s, back to the base once 300 s pass with none undone (bursts that recur within a few
-  minutes would otherwise add and remove a worker around every one);
+  300 s; a scale-in that stands for 300 s (no scale-up since) halves it again, and so on
+  every 300 s (bursts that recur within a few minutes would otherwise add and remove a
+  worker around every one; while they go on, the long window keeps the worker);
 - scale to zero when ``min_workers`` is 0 and the window saw nothing; back to one at once
   when a job waits;
 - optional (``prewarm``, off): demand surges that recur at a regular period start the
@@ -64,8 +65,8 @@ class PolicyConfig:
     stabilisation_min_s: float = 15.0    # scale-down window floor
     cold_start_factor: float = 3.0       # window >= factor x measured cold start
     # Back-off: a scale-in undone (a scale-up) within this long doubles the window of the
-    # next scale-in, up to this long (HPA's default window, KEDA's cooldown); back to the
-    # base window once this long passes with no scale-in undone. <= the base window: off.
+    # next scale-in, up to this long (HPA's default window, KEDA's cooldown); a scale-in
+    # that stands this long halves it again (and every further this long). <= the base: off.
     max_window_s: float = 300.0
     memory_reserve_mb: float = 512.0     # host memory never handed to new workers
     # Idle CPUs (per worker thread) the host must show for a worker to be added: below it a
@@ -119,8 +120,8 @@ class PolicyState:
     # (start time, peak desired) of recent demand surges (demand above max(min, 1)), newest last.
     surges: tuple[tuple[float, int], ...] = ()
     in_surge: bool = False
-    # The scale-down back-off: when the last scale-in was decided, the number of scale-ins
-    # undone (within max_window_s) since the back-off was last reset, and when the last was.
+    # The scale-down back-off: when the last scale-in was decided (None once a scale-up
+    # follows it), the doublings of the window in force, and when that number last changed.
     last_scale_in: float | None = None
     backoff: int = 0
     backoff_at: float | None = None
@@ -147,22 +148,27 @@ def scale_down_window(q: QueueSnapshot, config: PolicyConfig, backoff: int = 0) 
     return min(base * 2 ** min(backoff, MAX_BACKOFF), max(base, config.max_window_s))
 
 
-def backoff_level(state: PolicyState, config: PolicyConfig, now: float) -> int:
-    """The back-off in force now: reset once ``max_window_s`` passed with no scale-in undone."""
-    if state.backoff and state.backoff_at is not None and now - state.backoff_at >= config.max_window_s:
-        return 0
-    return state.backoff
+def backoff_level(state: PolicyState, config: PolicyConfig, now: float) -> tuple[int, float | None]:
+    """The back-off in force now, and when it last changed: a scale-in that has stood for
+    ``max_window_s`` (no scale-up since) takes one doubling off, and one more for every
+    further ``max_window_s``."""
+    level, at = state.backoff, state.backoff_at
+    if level and state.last_scale_in is not None and \
+            now - max(state.last_scale_in, at or 0.0) >= config.max_window_s:
+        return level - 1, now
+    return level, at
 
 
-def track_scale_ins(state: PolicyState, level: int, current: int, desired: int,
+def track_scale_ins(state: PolicyState, level: int, at: float | None, current: int, desired: int,
                     q: QueueSnapshot, config: PolicyConfig, now: float, notes: list[str]) -> dict:
     """The back-off's part of the next state: a scale-up within ``max_window_s`` of the last
     scale-in undoes it (one more doubling of the window); a scale-in is remembered."""
-    last, at = state.last_scale_in, state.backoff_at if level else None
-    if desired > current and last is not None and now - last < config.max_window_s:
-        level, at = min(level + 1, MAX_BACKOFF), now
-        notes.append(f"the scale-in {now - last:.0f}s ago is undone: the next one waits "
-                     f"{scale_down_window(q, config, level):.0f}s")
+    last = state.last_scale_in
+    if desired > current:
+        if last is not None and now - last < config.max_window_s:
+            level, at = min(level + 1, MAX_BACKOFF), now
+            notes.append(f"the scale-in {now - last:.0f}s ago is undone: the next one waits "
+                         f"{scale_down_window(q, config, level):.0f}s")
         last = None
     elif desired < current:
         last = now
@@ -388,12 +394,12 @@ def decide(snapshot: Snapshot, state: PolicyState, config: PolicyConfig, now: fl
         d.raise_to(*warm)
     from_zero(d, q)
     d.desired, cap, capacity_limited = clamp_up(d.desired, q.workers, h, config, d.terms, d.notes)
-    level = backoff_level(state, config, now)
+    level, level_at = backoff_level(state, config, now)
     window = scale_down_window(q, config, level)
     recs = stabilise(d, q, state, config, now, window)
     d.terms["capacity"], d.terms["backoff"] = cap, level
     if in_surge and surges and d.desired > surges[-1][1]:
         surges = surges[:-1] + ((surges[-1][0], d.desired),)
     nxt = PolicyState(recommendations=recs, surges=surges, in_surge=in_surge,
-                      **track_scale_ins(state, level, q.workers, d.desired, q, config, now, d.notes))
+                      **track_scale_ins(state, level, level_at, q.workers, d.desired, q, config, now, d.notes))
     return Decision(q.queue, q.workers, d.desired, "; ".join([reason] + d.notes), capacity_limited, nxt, d.terms)

@@ -147,16 +147,27 @@ def test_a_scale_in_undone_within_max_window_backs_off_even_after_its_own_window
     assert sizes[69] == 4 and sizes[70] == 1
 
 
-@pytest.mark.parametrize("backoff,since_s,max_window_s,window_s", [
-    (1, 59.0, 60.0, 30.0),          # one doubling, still in force
-    (1, 60.0, 60.0, 15.0),          # max_window_s with no scale-in undone: back to the base
-    (5, 10.0, 300.0, 300.0),        # 15 x 32 = 480, capped at max_window_s
-    (5, 10.0, 10.0, 15.0),          # max_window_s <= the base window: no back-off
+@pytest.mark.parametrize("backoff,scale_in_ago_s,changed_ago_s,max_window_s,window_s", [
+    (1, 59.0, 80.0, 60.0, 30.0),      # the scale-in has stood 59 s < 60: still doubled
+    (1, 60.0, 80.0, 60.0, 15.0),      # it stood max_window_s: one doubling off
+    (2, 200.0, 30.0, 60.0, 60.0),     # one off, then the next only a max_window_s after that
+    (1, None, 900.0, 60.0, 30.0),     # no scale-in since the last scale-up: kept, however long
+    (5, None, 10.0, 300.0, 300.0),    # 15 x 32 = 480, capped at max_window_s
+    (5, None, 10.0, 10.0, 15.0),      # max_window_s <= the base window: no back-off
 ])
-def test_backoff_window_cap_and_reset(backoff, since_s, max_window_s, window_s):
-    state = PolicyState(backoff=backoff, backoff_at=1000.0 - since_s)
+def test_backoff_window_cap_and_decay(backoff, scale_in_ago_s, changed_ago_s, max_window_s, window_s):
+    state = PolicyState(backoff=backoff, backoff_at=1000.0 - changed_ago_s,
+                        last_scale_in=None if scale_in_ago_s is None else 1000.0 - scale_in_ago_s)
     d = once(q(workers=2), cfg=replace(CFG, max_window_s=max_window_s), state=state)
     assert d.terms["window_s"] == window_s
+
+
+def test_bursts_that_keep_coming_keep_the_worker():
+    # a burst every 40 s: each scale-in undone doubles the window until it outlasts the gaps
+    ticks = [q(waiting=64 if i % 40 == 0 else 0) for i in range(400)]
+    sizes = [d.desired for d in run(ticks)]
+    scale_ins = [i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1]]
+    assert len(scale_ins) == 2 and all(s == 4 for s in sizes[scale_ins[-1] + 25:]), (scale_ins, sizes)
 
 
 def test_an_alternating_signal_holds_the_scaled_up_size():
