@@ -15,10 +15,10 @@ from pathlib import Path
 
 from autoscaler.simulator.machine import ROOT
 
-SETS = (("fresh3", "Third fresh held-out set (written down before the back-off's decay was changed, run once after)"),
-        ("fresh2", "Second fresh held-out set (written down before the back-off's reach was widened, run once after)"),
-        ("fresh", "Fresh held-out traces (written down before the back-off, run once after its first form)"),
-        ("heldout", "Held-out traces (never used to tune the policy)"),
+SETS = (("fresh3", "Fresh set 3 (written down before the policy's last change; this is its one run after it)"),
+        ("fresh2", "Fresh set 2 (its one clean run is in first-runs/; seen since)"),
+        ("fresh", "Fresh set 1 (its one clean run is in first-runs/; seen since)"),
+        ("heldout", "Held-out traces (never used to tune the policy; seen since)"),
         ("dev", "Development traces (the policy's defaults were tuned on these)"))
 TARGET_NAMES = {"worker_seconds_vs_static": "worker-s <= 0.6x static", "p95_vs_keda": "p95 <= 0.5x KEDA",
                 "p95_vs_keda_tuned": "p95 <= 1x tuned KEDA", "not_dominated": "not dominated",
