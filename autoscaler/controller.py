@@ -168,6 +168,7 @@ class Controller:
             ready=q.ready_workers if q else None, draining=draining,
             arrival_rate=None if not q or q.arrival_rate is None else round(q.arrival_rate, 3),
             service_time_s=None if not q or q.service_time_s is None else round(q.service_time_s, 4),
+            window_s=decision.terms.get("window_s") if decision else None,
         ).to_dict()
         self.record(row)
         if self.metrics is not None:

@@ -17,6 +17,7 @@ class Metrics:
         self.waiting = g("queue_waiting", "Jobs waiting in the queue's Redis lists (all priorities)")
         self.in_flight = g("queue_in_flight", "Jobs running on workers (heartbeats)")
         self.oldest = g("queue_oldest_age_seconds", "Age of the oldest waiting job")
+        self.window = g("scale_down_window_seconds", "Scale-down window in force (its floor, doubled by the back-off)")
         self.decisions = Counter("elastiq_decisions", "Decisions by action and whether capacity bound",
                                  ["queue", "action", "capacity_limited"], registry=self.registry)
         self.server = start_http_server(port, addr=addr, registry=self.registry)
@@ -24,7 +25,7 @@ class Metrics:
     def observe(self, row: dict) -> None:
         r = DecisionRow.from_dict(row)
         for gauge, value in ((self.current, r.current), (self.desired, r.desired), (self.waiting, r.waiting),
-                             (self.in_flight, r.in_flight), (self.oldest, r.oldest_age_s)):
+                             (self.in_flight, r.in_flight), (self.oldest, r.oldest_age_s), (self.window, r.window_s)):
             if value is not None:
                 gauge.labels(r.queue).set(value)
         self.decisions.labels(r.queue, r.action.split(" ")[0], str(r.capacity_limited).lower()).inc()

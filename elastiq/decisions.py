@@ -15,7 +15,7 @@ from typing import Any
 from elastiq.errors import WireFormatError
 
 _INTS = ("current", "desired", "waiting", "in_flight", "ready", "draining")
-_NUMS = ("oldest_age_s", "arrival_rate", "service_time_s")
+_NUMS = ("oldest_age_s", "arrival_rate", "service_time_s", "window_s")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class DecisionRow:
     draining: int = 0
     arrival_rate: float | None = None
     service_time_s: float | None = None
+    window_s: float | None = None    # the scale-down window in force (its floor, doubled by the back-off)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
