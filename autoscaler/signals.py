@@ -12,7 +12,8 @@ Per queue:
   estimator the simulator uses.
 Per replica: its start time and readiness (heartbeat ``started_at``/``ready``/
 ``cold_start_s``; the backend's start time for one not heartbeating yet), so the policy
-never scales in while a worker loads or before a worker's own window has passed.
+never scales in while a worker loads or before a worker's own window has passed; the
+queue's cold start is the one measured last (the worker that became ready last).
 Host: CPUs, idle CPU and available memory (``autoscaler.hoststats``), worker RSS (heartbeats).
 Anything that cannot be read is ``None`` (unknown), never zero.
 """
@@ -97,9 +98,9 @@ class Signals:
         ready = sum(1 for b in mine or [] if b.ready)
         slots = max((b.slots or 0 for b in on_queue or []), default=None) or None
         rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None, slots)
-        colds = [b.cold_start_s for b in on_queue or [] if b.cold_start_s]
-        if colds:
-            self._cold_start[queue] = max(colds)
+        cold = latest_cold_start(on_queue or [])
+        if cold is not None:
+            self._cold_start[queue] = cold
         q = QueueSnapshot(
             queue=queue, waiting=waiting, in_flight=in_flight, oldest_age_s=oldest,
             arrival_rate=rates.arrival_rate if rates else None,
@@ -129,6 +130,17 @@ class Signals:
         state = update_rates(self._rates.get(queue), now, started, waiting, in_flight, self.smoothing, ready, slots)
         self._rates[queue] = state
         return state
+
+
+def latest_cold_start(beats: list[Heartbeat]) -> float | None:
+    """The cold start of the worker that became ready last: what starting one costs now.
+
+    Not the worst one alive: the first worker of a fresh ``ELASTIQ_HOME`` also exports the
+    onnx engine (live: 7.8 s, then 0.4 s a worker from the cache), and it lives as long as
+    the pool, so the worst would stretch the scale-down window and the drain check for good.
+    """
+    timed = [(b.ready_at or 0.0, b.cold_start_s) for b in beats if b.cold_start_s]
+    return max(timed)[1] if timed else None
 
 
 def worker_info(worker_ids: list[str], beats: dict[str, Heartbeat],

@@ -30,7 +30,7 @@ class QueueSnapshot:
     ready_workers: int = 0           # of those, heartbeating and consuming
     busy_workers: int = 0            # of those, running at least one job
     slots_per_worker: int | None = None
-    cold_start_s: float | None = None  # measured start -> ready, worst recent
+    cold_start_s: float | None = None  # measured start -> ready, of the worker ready last
     worker_jobs_per_s: float | None = None  # what one ready worker served while the pool was saturated
     # Per replica; ``None`` = not provided (the policy then has only the counts above).
     worker_info: tuple[WorkerInfo, ...] | None = None

@@ -89,7 +89,7 @@ class Observation:
     ready_workers: int
     busy_workers: int
     slots_per_worker: int
-    cold_start_s: float       # worst cold start measured among the workers (as heartbeats say)
+    cold_start_s: float       # the cold start of the worker ready last (as heartbeats say)
     # (worker id, started at, ready, own cold start or None) of each worker not draining
     worker_info: tuple[tuple[int, float, bool, float | None], ...] = ()
     free_memory_mb: float | None = None

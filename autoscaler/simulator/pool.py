@@ -196,10 +196,10 @@ class Pool:
         waiting = max(0, arrived - self.head)
         active = self.active()
         ready = [w for w in active if w.ready_at <= now]
-        colds = [w.cold_start_s for w in self.workers
+        colds = [(w.ready_at, w.cold_start_s) for w in self.workers
                  if w.ready_at <= now and (w.stop_at is None or w.stop_at > now)]
         if colds:
-            self._last_cold = max(colds)
+            self._last_cold = max(colds)[1]          # the worker ready last (as the live signals)
         p = self.p
         free_mem = None
         if p.host_memory_mb is not None and p.worker_rss_mb:

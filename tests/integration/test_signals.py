@@ -85,3 +85,13 @@ def test_a_replica_without_a_heartbeat_is_loading_since_the_backends_start(redis
     w1, w2 = snap.queue.worker_info
     assert (w1.started_at, w1.ready, w1.cold_start_s) == (90.0, True, 4.0)   # the heartbeat wins
     assert (w2.started_at, w2.ready, w2.cold_start_s) == (98.5, False, None)
+
+
+def test_the_queues_cold_start_is_the_one_measured_last(redis):
+    # the first worker exported the engine (slow); the one ready after it loaded from the cache
+    s = Signals(redis, host=lambda: {})
+    first = Heartbeat("w1", queues=(Q,), ready=True, started_at=0.0, ready_at=7.8, cold_start_s=7.8)
+    second = Heartbeat("w2", queues=(Q,), ready=True, started_at=50.0, ready_at=50.4, cold_start_s=0.4)
+    assert s.snapshot(Q, ["w1"], 10.0, beats={"w1": first}).queue.cold_start_s == 7.8
+    assert s.snapshot(Q, ["w1", "w2"], 60.0, beats={"w1": first, "w2": second}).queue.cold_start_s == 0.4
+    assert s.snapshot(Q, ["w1"], 70.0, beats={}).queue.cold_start_s == 0.4     # none ready now: the last known

@@ -129,3 +129,31 @@ def test_dry_run_decides_but_starts_nothing():
     row = tick(ctl, clock)
     assert row["desired"] == 4 and row["action"] == "up (dry run)"
     assert backend.calls == [("start", f"{GROUP}-1")]
+
+
+def test_the_back_off_is_carried_from_tick_to_tick_and_shown_in_the_row():
+    # A scale-in undone within max_window_s: the next scale-in waits twice the window.
+    ctl, backend, world, redis, clock = make(PolicyConfig(min_workers=1, max_workers=4, stabilisation_min_s=10,
+                                                          cold_start_factor=0))
+
+    def burst_then_idle(ticks: int) -> list[dict]:
+        world.waiting = 64
+        rows = [tick(ctl, clock)]
+        for wid in backend.replicas:
+            world.beat(wid)
+        world.waiting = 0
+        rows += [tick(ctl, clock) for _ in range(ticks)]
+        for key in list(redis.data):                      # the drained ones stop consuming, idle
+            world.beat(key.removeprefix(contract.DRAIN_PREFIX), draining=True)
+        tick(ctl, clock)
+        return rows
+
+    world.beat(backend.start(GROUP).worker_id)
+    first = burst_then_idle(12)
+    assert first[0]["action"] == "up +3" and "undone" not in first[0]["reason"]
+    downs = [i for i, r in enumerate(first) if r["action"].startswith("down")]
+    assert downs == [10] and first[10]["window_s"] == 10 and len(backend.replicas) == 1
+    second = burst_then_idle(25)
+    assert second[0]["action"] == "up +3" and "undone: the next one waits 20s" in second[0]["reason"]
+    downs = [i for i, r in enumerate(second) if r["action"].startswith("down")]
+    assert downs == [20] and second[5]["window_s"] == 20, [r["reason"] for r in second]
