@@ -76,7 +76,7 @@ class Signals:
         self.smoothing = smoothing
         self._host = host or HostStats()
         self._rates: dict[str, RateState | None] = {}
-        self._cold_start: dict[str, float] = {}
+        self._cold_start: dict[str, tuple[float, float] | None] = {}   # (ready at, cold start) measured last
 
     def heartbeats(self) -> dict[str, Heartbeat] | None:
         try:
@@ -98,9 +98,7 @@ class Signals:
         ready = sum(1 for b in mine or [] if b.ready)
         slots = max((b.slots or 0 for b in on_queue or []), default=None) or None
         rates = self._update_rates(queue, now, waiting, in_flight, ready if beats is not None else None, slots)
-        cold = latest_cold_start(on_queue or [])
-        if cold is not None:
-            self._cold_start[queue] = cold
+        self._cold_start[queue] = latest_cold_start(on_queue or [], self._cold_start.get(queue))
         q = QueueSnapshot(
             queue=queue, waiting=waiting, in_flight=in_flight, oldest_age_s=oldest,
             arrival_rate=rates.arrival_rate if rates else None,
@@ -109,7 +107,7 @@ class Signals:
             workers=len(worker_ids), ready_workers=ready,
             busy_workers=sum(1 for b in mine or [] if b.busy_on(queue) > 0),
             slots_per_worker=slots,
-            cold_start_s=self._cold_start.get(queue),
+            cold_start_s=(self._cold_start.get(queue) or (None, None))[1],
             worker_info=None if beats is None else worker_info(worker_ids, beats, started or {}),
         )
         host = self._host()
@@ -132,15 +130,20 @@ class Signals:
         return state
 
 
-def latest_cold_start(beats: list[Heartbeat]) -> float | None:
-    """The cold start of the worker that became ready last: what starting one costs now.
+def latest_cold_start(beats: list[Heartbeat], known: tuple[float, float] | None = None
+                      ) -> tuple[float, float] | None:
+    """(ready at, cold start) of the worker that became ready last, of these or ``known``:
+    what starting one costs now.
 
     Not the worst one alive: the first worker of a fresh ``ELASTIQ_HOME`` also exports the
-    onnx engine (live: 7.8 s, then 0.4 s a worker from the cache), and it lives as long as
-    the pool, so the worst would stretch the scale-down window and the drain check for good.
+    onnx engine (live: 7.8-8.5 s, then 0.4 s a worker from the cache), and it lives as long
+    as the pool, so the worst would stretch the scale-down window and the drain check for
+    good; nor the newest alive, which is that first one again once the others are drained.
     """
     timed = [(b.ready_at or 0.0, b.cold_start_s) for b in beats if b.cold_start_s]
-    return max(timed)[1] if timed else None
+    if known is not None:
+        timed.append(known)
+    return max(timed) if timed else None
 
 
 def worker_info(worker_ids: list[str], beats: dict[str, Heartbeat],

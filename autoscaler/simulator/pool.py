@@ -79,7 +79,7 @@ class Pool:
         self.cores_per_worker = (p.host_cpus * p.throughput_per_worker / p.host_jobs_per_s
                                  if p.shared_host else 0.0)
         self._cold_rng = np.random.default_rng([p.seed, 1])
-        self._last_cold = p.cold_start_s
+        self._last_cold = (-1.0, p.cold_start_s)           # (ready at, cold start) measured last
         for _ in range(initial):
             self.start_worker(0.0, warm=True)
 
@@ -199,7 +199,7 @@ class Pool:
         colds = [(w.ready_at, w.cold_start_s) for w in self.workers
                  if w.ready_at <= now and (w.stop_at is None or w.stop_at > now)]
         if colds:
-            self._last_cold = max(colds)[1]          # the worker ready last (as the live signals)
+            self._last_cold = max(colds + [self._last_cold])    # measured last, as the live signals
         p = self.p
         free_mem = None
         if p.host_memory_mb is not None and p.worker_rss_mb:
@@ -211,7 +211,7 @@ class Pool:
             oldest_age_s=float(now - self.arr[self.head]) if waiting else 0.0,
             started_total=self.head, workers=len(active), ready_workers=len(ready),
             busy_workers=sum(1 for w in ready if w.running > 0),
-            slots_per_worker=p.slots_per_worker, cold_start_s=self._last_cold,
+            slots_per_worker=p.slots_per_worker, cold_start_s=self._last_cold[1],
             worker_info=tuple((w.wid, w.started_at, w.ready_at <= now,
                                w.cold_start_s if w.ready_at <= now else None) for w in active),
             free_memory_mb=free_mem)

@@ -95,3 +95,5 @@ def test_the_queues_cold_start_is_the_one_measured_last(redis):
     assert s.snapshot(Q, ["w1"], 10.0, beats={"w1": first}).queue.cold_start_s == 7.8
     assert s.snapshot(Q, ["w1", "w2"], 60.0, beats={"w1": first, "w2": second}).queue.cold_start_s == 0.4
     assert s.snapshot(Q, ["w1"], 70.0, beats={}).queue.cold_start_s == 0.4     # none ready now: the last known
+    # w2 drained and gone: the first worker is the only one left, its old 7.8 s is not news
+    assert s.snapshot(Q, ["w1"], 80.0, beats={"w1": first}).queue.cold_start_s == 0.4
