@@ -53,12 +53,12 @@ def main(argv=None) -> int:
     stack.down(home, progress=lambda *_: None)      # a clean start if a previous demo was cut off
 
     print("== 1. local stack: redis-server + 1 worker + Flower + autoscaler (all on 127.0.0.1)")
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()   # the timeline file keeps earlier runs' rows
     state = stack.up(home, workers=1, autoscale=True)
     print(f"   up in {time.monotonic() - started:.1f}s; Flower http://127.0.0.1:{state.flower_port}")
     try:
         run_burst(state, a.jobs)
-        png = wait_for_scale_in(state, home, a.scale_down_timeout_s)
+        png = wait_for_scale_in(state, home, a.scale_down_timeout_s, since)
         print(f"\n== 5. scaling timeline written to {png}")
     finally:
         if not a.keep:
@@ -114,7 +114,9 @@ def stored_results(redis_url: str, ids: list[str]) -> int:
     return sum(1 for x in raw if x and json.loads(x).get("status") == "SUCCESS")
 
 
-def wait_for_scale_in(state, home: Path, timeout_s: float) -> Path:
+def wait_for_scale_in(state, home: Path, timeout_s: float, since: float = 0.0) -> Path:
+    """Wait until the pool is back to one worker; print and plot this run's decisions (rows
+    written from ``since``, UNIX seconds, on)."""
     from autoscaler.plot import render
     from autoscaler.timeline import read_timeline
 
@@ -130,7 +132,7 @@ def wait_for_scale_in(state, home: Path, timeout_s: float) -> Path:
     finally:
         r.close()
     time.sleep(2)
-    rows = [x for x in read_timeline(Path(state.timeline)) if x.decided]
+    rows = [x for x in read_timeline(Path(state.timeline)) if x.decided and x.t >= since]
     changes = [x for x in rows if x.changes_pool]
     peak = max((x.current for x in rows), default=0)
     print(f"   autoscaler: peak {peak} worker(s); decisions that changed the pool:")
