@@ -159,12 +159,17 @@ def _burst_starts(seed: int = 505, n: int = 12, duration_s: float = 900.0, lengt
     return np.cumsum(30.0 + gaps[:-1] / gaps.sum() * room + np.r_[0.0, np.full(n - 1, length_s)])
 
 
+def in_windows(t: np.ndarray, starts, length_s: float) -> np.ndarray:
+    """Which times fall inside one of the windows ``[start, start + length_s)``."""
+    starts = np.asarray(starts, dtype=float)
+    return np.any((t[:, None] >= starts) & (t[:, None] < starts + length_s), axis=1)
+
+
 BURSTS = _burst_starts()
 
 
 def bursts(t: np.ndarray) -> np.ndarray:
-    inside = np.any((t[:, None] >= BURSTS) & (t[:, None] < BURSTS + 15.0), axis=1)
-    return np.where(inside, 200.0, 10.0)
+    return np.where(in_windows(t, BURSTS, 15.0), 200.0, 10.0)
 
 
 # -- fresh held-out shapes
@@ -201,8 +206,7 @@ JITTER = _burst_starts(seed=606, n=20, duration_s=900.0, length_s=8.0)
 
 
 def jitter(t: np.ndarray) -> np.ndarray:
-    inside = np.any((t[:, None] >= JITTER) & (t[:, None] < JITTER + 8.0), axis=1)
-    return np.where(inside, 190.0, 15.0)
+    return np.where(in_windows(t, JITTER, 8.0), 190.0, 15.0)
 
 
 # -- second fresh set
@@ -229,8 +233,7 @@ STORM = _burst_starts(seed=707, n=24, duration_s=1000.0, length_s=5.0)
 
 
 def storm(t: np.ndarray) -> np.ndarray:
-    inside = np.any((t[:, None] >= STORM) & (t[:, None] < STORM + 5.0), axis=1)
-    return np.where(inside, 180.0, 12.0)
+    return np.where(in_windows(t, STORM, 5.0), 180.0, 12.0)
 
 
 def dawn(t: np.ndarray) -> np.ndarray:
@@ -248,8 +251,7 @@ BLIPS = _burst_starts(seed=808, n=28, duration_s=1200.0, length_s=3.0)
 
 
 def blips(t: np.ndarray) -> np.ndarray:
-    inside = np.any((t[:, None] >= BLIPS) & (t[:, None] < BLIPS + 3.0), axis=1)
-    return np.where(inside, 220.0, 25.0)
+    return np.where(in_windows(t, BLIPS, 3.0), 220.0, 25.0)
 
 
 def wide(t: np.ndarray) -> np.ndarray:
@@ -265,10 +267,7 @@ def climb(t: np.ndarray) -> np.ndarray:
 
 
 def lull(t: np.ndarray) -> np.ndarray:
-    quiet = np.zeros_like(t, dtype=bool)
-    for start in (150.0, 450.0, 700.0):
-        quiet |= (t >= start) & (t < start + 60.0)
-    return np.where(quiet, 10.0, 150.0)
+    return np.where(in_windows(t, (150.0, 450.0, 700.0), 60.0), 10.0, 150.0)
 
 
 # name -> (rate, duration s, seed, sizes)
