@@ -25,7 +25,7 @@ _STR, _INT, _NUM, _BOOL, _STRS, _DICT = "str", "int", "num", "bool", "strs", "di
 _KINDS = {
     "host": _STR, "pid": _INT, "queues": _STRS, "slots": _INT, "threads": _INT, "busy": _INT,
     "busy_by_queue": _DICT, "ready": _BOOL, "draining": _BOOL, "started_at": _NUM, "ready_at": _NUM,
-    "cold_start_s": _NUM, "rss_mb": _NUM, "cpu_s": _NUM, "done": _INT, "failed": _INT, "at": _NUM,
+    "cold_start_s": _NUM, "engine_build_s": _NUM, "rss_mb": _NUM, "cpu_s": _NUM, "done": _INT, "failed": _INT, "at": _NUM,
     "stop_reason": _STR, "lost_ownership": _INT, "models": _STRS, "engines": _DICT,
     "heavy_modules": _STRS, "batching": _DICT,
 }
@@ -48,6 +48,7 @@ class Heartbeat:
     started_at: float | None = None      # UNIX seconds
     ready_at: float | None = None
     cold_start_s: float | None = None    # ready_at - started_at
+    engine_build_s: float | None = None  # of cold_start_s: one-time engine export (the cache keeps it)
     rss_mb: float | None = None
     cpu_s: float | None = None           # user + system CPU seconds of the process
     done: int = 0

@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
     runtimes = {s.name: rt.load(s, threads) for s in specs}
     state = WorkerState(worker_id, [contract.queue_for(n) for n in names], ws.slots, threads,
-                        started_at=spawned)
+                        started_at=spawned, engine_build_s=sum(r.build_s for r in runtimes.values()))
     batching = {"max_batch": 1 if flags.no_batching else ws.max_batch, "max_tokens": ws.max_batch_tokens,
                 "max_wait_ms": ws.max_wait_ms, "sort_by_length": not flags.no_sort}
     return Worker(settings, registry, runtimes, state, batcher_options=batching,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     kind = ""
     engine = "none"          # what runs the forward pass (reported by benchmarks and heartbeats)
+    build_s = 0.0            # of the load, one-time engine building (export): see WorkerState.engine_build_s
 
     def __init__(self, spec: ModelSpec, threads: int = 1):
         self.spec = spec
@@ -53,6 +54,7 @@ class _HFRuntime(Runtime):
 
         self.backend = load_backend(spec, threads)
         self.engine = self.backend.engine
+        self.build_s = self.backend.build_s
         self.max_seq_length = self.backend.max_seq_length
         self.pad_id = self.backend.pad_id
 

@@ -31,6 +31,7 @@ class WorkerState:
     threads: int
     started_at: float = field(default_factory=time.time)
     ready_at: float | None = None
+    engine_build_s: float = 0.0    # of ready_at - started_at: engine exports the next worker finds cached
     draining: bool = False         # takes no new jobs (drain key, cancel_consumer, limits)
     stopping: bool = False         # shutting down: the process exits once drained
     cancelled: set = field(default_factory=set)      # queues no longer consumed
@@ -114,6 +115,7 @@ class WorkerState:
             ready=self.ready_at is not None and not self.draining,
             draining=self.draining, started_at=self.started_at, ready_at=self.ready_at,
             cold_start_s=(self.ready_at - self.started_at) if self.ready_at else None,
+            engine_build_s=round(self.engine_build_s, 3),
             rss_mb=rss_mb(), cpu_s=round(sum(os.times()[:2]), 3),
             done=done, failed=failed, at=time.time(),
             stop_reason=self.stop_reason, lost_ownership=self.lost_ownership,

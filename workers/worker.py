@@ -119,9 +119,10 @@ class Worker:
         self.heartbeat.beat()                # ready, before the first reservation
         for t in (self.heartbeat, self.fetcher, self.reaper, self.watchdog):
             t.start()
-        log.info("worker %s ready: broker=%s queues=%s slots=%d threads=%d cold_start=%.2fs",
+        log.info("worker %s ready: broker=%s queues=%s slots=%d threads=%d cold_start=%.2fs (engine build %.2fs)",
                  self.state.worker_id, safe_url(self.settings.redis_url), self.state.queues,
-                 self.state.slots, self.state.threads, self.state.ready_at - self.state.started_at)
+                 self.state.slots, self.state.threads, self.state.ready_at - self.state.started_at,
+                 self.state.engine_build_s)
         threading.Thread(target=self._start_celery_side, name="celery-side", daemon=True).start()
         while not self._stop.wait(0.5):
             self._check_threads()

@@ -104,10 +104,11 @@ def _settle(timeline: Path, t_end: float, min_workers: int, timeout_s: float) ->
 def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, time_scale: float = 1.0,
            home: Path | None = None, settle_s: float = 120.0, job_timeout_s: float = 600.0) -> dict:
     from autoscaler.policy import PolicyConfig
+    from autoscaler.signals import new_worker_cost
     from autoscaler.simulator.report import provenance
     from autoscaler.timeline import read_timeline
     from elastiq.local import stack
-    from elastiq.local.procs import free_port, read_heartbeats
+    from elastiq.local.procs import free_port
     from producer import Client
 
     config = PolicyConfig.from_env()
@@ -124,14 +125,7 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
                 t0, sent = drive(client, model, trace, time_scale)
                 jobs = collect(sent, t0, job_timeout_s)
                 _settle(Path(state.timeline), t0 + trace.duration_s * time_scale, config.min_workers, settle_s)
-                from elastiq.redisconn import redis_client
-                from elastiq.settings import Settings
-
-                r = redis_client(Settings(redis_url=state.redis_url))
-                try:
-                    beats = read_heartbeats(r)
-                finally:
-                    r.close()
+                beats = _heartbeats(state.redis_url)
             rows = [x.to_dict() for x in read_timeline(Path(state.timeline)) if x.t >= t0 - 1.0]
         finally:
             stack.down(home, progress=lambda msg: None)
@@ -144,13 +138,26 @@ def record(trace: Trace, out: Path, *, model: str = "minilm", workers: int = 1, 
         "time_scale": time_scale, "t0": t0, "duration_s": round(max(trace.duration_s * time_scale,
                                                                     (rows[-1]["t"] - t0) if rows else 0), 3),
         "policy_config": asdict(config), "sizes": [int(x) for x in trace.size],
-        "cold_starts_s": sorted(round(b.cold_start_s, 3) for b in beats.values() if b.cold_start_s),
+        # what a new worker costs: less the first worker's one-time engine export, if it made one
+        "cold_starts_s": sorted(round(new_worker_cost(b), 3) for b in beats.values() if b.cold_start_s),
         "slots_per_worker": max((b.slots or 0 for b in beats.values()), default=None),
         "jobs": jobs, "timeline": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "recording.json").write_text(json.dumps(recording) + "\n")
     return recording
+
+
+def _heartbeats(redis_url: str) -> dict:
+    from elastiq.local.procs import read_heartbeats
+    from elastiq.redisconn import redis_client
+    from elastiq.settings import Settings
+
+    r = redis_client(Settings(redis_url=redis_url))
+    try:
+        return read_heartbeats(r)
+    finally:
+        r.close()
 
 
 def recorded_trace(recording: dict) -> Trace:

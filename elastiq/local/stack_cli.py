@@ -83,7 +83,8 @@ def collect_status(r, registry: Registry, now: float) -> dict:
     workers = [{"worker_id": w, "queues": list(b.queues), "ready": b.ready,
                 "draining": b.draining, "busy": b.busy, "slots": b.slots,
                 "rss_mb": b.rss_mb, "done": b.done, "failed": b.failed,
-                "cold_start_s": b.cold_start_s, "versions": _versions(b)}
+                "cold_start_s": b.cold_start_s, "engine_build_s": b.engine_build_s,
+                "versions": _versions(b)}
                for w, b in sorted(beats.items())]
     dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
     exits = recent_exits(r, 20)

@@ -120,6 +120,7 @@ def _drop_manifest(entry: Path) -> None:
 def test_damaged_cache_entry_is_reexported_never_served(private_cache, tiny_classifier, damage):
     spec = ModelSpec("clf", "classify", str(tiny_classifier))
     first = cache.ensure(spec)
+    assert first.build_s > 0 and cache.ensure(spec).build_s == 0      # the export is paid once
     created = first.manifest["created_at"]
     damage(first.dir)
     with pytest.raises(store.Invalid):
@@ -141,6 +142,11 @@ def test_two_workers_starting_at_once_export_once(private_cache, models_env, wor
     assert len(entries) == 1
     out = client.map("tiny-clf", [[f"review {i}"] for i in range(20)], progress=False, timeout=60)
     assert all(r.outputs[0]["label"] in {"negative", "positive", "neutral"} for r in out)
+    # both paid for the export (one made it, the other waited on its lock) and say so apart from
+    # their cold start; a worker started now finds the graph cached and pays nothing for it
+    assert all(0 < beats[w].engine_build_s <= beats[w].cold_start_s for w in ids), beats
+    late = workers.start("tiny-clf", n=1, slots=2)[0]
+    assert procs.read_heartbeats(redis)[late].engine_build_s == 0.0
 
 
 def build_tiny_fnet(path: Path) -> Path:

@@ -97,3 +97,15 @@ def test_the_queues_cold_start_is_the_one_measured_last(redis):
     assert s.snapshot(Q, ["w1"], 70.0, beats={}).queue.cold_start_s == 0.4     # none ready now: the last known
     # w2 drained and gone: the first worker is the only one left, its old 7.8 s is not news
     assert s.snapshot(Q, ["w1"], 80.0, beats={"w1": first}).queue.cold_start_s == 0.4
+
+
+def test_a_new_worker_is_judged_without_the_first_ones_engine_export(redis):
+    # a pool of one whose worker exported the onnx engine (16 s of its 16.4 s cold start): the next
+    # worker reads the cache, so the queue's cold start is the 0.4 s, not 16.4 s (a first `make demo`)
+    s = Signals(redis, host=lambda: {})
+    first = Heartbeat("w1", queues=(Q,), ready=True, started_at=0.0, ready_at=16.4, cold_start_s=16.4,
+                      engine_build_s=16.0)
+    assert s.snapshot(Q, ["w1"], 20.0, beats={"w1": first}).queue.cold_start_s == pytest.approx(0.4)
+    old = Heartbeat("w1", queues=(Q,), ready=True, started_at=0.0, ready_at=7.8, cold_start_s=7.8)
+    fresh = Signals(redis, host=lambda: {})                                   # an older worker: all of it
+    assert fresh.snapshot(Q, ["w1"], 20.0, beats={"w1": old}).queue.cold_start_s == 7.8

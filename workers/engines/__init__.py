@@ -86,5 +86,5 @@ def load_backend(spec: ModelSpec, threads: int = 1) -> Backend:
         log.warning("model %s: serving with torch instead of onnx: %s", spec.name, found.reason)
         from workers.engines.torch_engine import TorchBackend
 
-        return TorchBackend(spec, threads, fallback_reason=found.reason)
+        return TorchBackend(spec, threads, fallback_reason=found.reason, build_s=found.build_s)
     return OnnxBackend(found, spec, threads)

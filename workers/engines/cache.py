@@ -21,6 +21,7 @@ graph is never served). The model cannot be exported (the exporter raised) ->
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -47,6 +48,7 @@ class Fallback:
     """The model cannot be exported to onnx; serve it with torch."""
 
     reason: str
+    build_s: float = 0.0    # what this process spent finding that out (the export attempt)
 
 
 @dataclass
@@ -83,13 +85,14 @@ def ensure(spec: ModelSpec, *, root: Path | None = None, force: bool = False) ->
     if target.model_dir is None:
         raise ModelLoadError(f"model {spec.name!r}: the cached graph cannot be served ({target.problem}) "
                              "and the model files are not installed to export it again")
+    started = time.monotonic()             # from here on a one-time cost: the cache keeps the result
     try:
         with store.locked(target.root / f"{target.name}.lock"):
             if not force:                      # another process may have exported it meanwhile
                 found = _servable(spec, target)
-                if found is not None:
-                    return found
-            return _export(spec, target)
+            if force or found is None:
+                found = _export(spec, target)
+        return dataclasses.replace(found, build_s=round(time.monotonic() - started, 3))
     except OSError as exc:
         raise ModelLoadError(f"model {spec.name!r}: cannot write the engine cache {target.root} "
                              f"({exc}); {target.problem}") from exc

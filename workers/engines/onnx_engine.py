@@ -70,11 +70,13 @@ def light_tokenizer(path, max_length: int) -> Tokenizer:
 class OnnxBackend:
     engine = "onnx"
     fallback_reason = None
+    build_s = 0.0
 
     def __init__(self, entry, spec: ModelSpec, threads: int = 1):
         meta = entry.manifest["meta"]
         self.quantize = spec.quantize
         self.entry = entry
+        self.build_s = entry.build_s
         self.max_seq_length = max_seq_length(spec.options.get("max_seq_length"),
                                              meta.get("model_max_length"),
                                              meta.get("max_position_embeddings"))

@@ -111,6 +111,7 @@ class Entry:
 
     dir: Path
     manifest: dict
+    build_s: float = 0.0    # what this process spent making it servable (export, lock wait); 0: cached
 
     def path(self, name: str) -> Path:
         return self.dir / name

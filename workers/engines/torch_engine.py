@@ -99,10 +99,12 @@ def quantized(model, quantize: str | None):
 class TorchBackend:
     engine = "torch"
 
-    def __init__(self, spec: ModelSpec, threads: int = 1, *, fallback_reason: str | None = None):
+    def __init__(self, spec: ModelSpec, threads: int = 1, *, fallback_reason: str | None = None,
+                 build_s: float = 0.0):
         configure(threads)
         self.quantize = spec.quantize
         self.fallback_reason = fallback_reason
+        self.build_s = build_s       # the failed export attempt, if this process made it
         self.tokenizer, model = load_hf(spec.resolve_path(), spec.kind, spec.name)
         self.model = HEADS[spec.kind](quantized(model, spec.quantize)).eval()
         config = model.config
