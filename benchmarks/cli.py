@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "gateway":    "HTTP gateway ÷ Python client throughput, and added p50, concurrency 64",
     "cascade":    "edge/cloud cascade on the test split: accuracy, escalation, edge vs cloud CPU/text, frozen-LR baseline",
     "capacity":   "jobs/s of 1, 2 and 4 workers on this host, and a job alone (simulator calibration)",
+    "sustained":  "a saturated pool for minutes as Redis fills with results: jobs/s during AOF rewrites ÷ otherwise",
 }
 
 

@@ -181,13 +181,14 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(models: dict | None = None) -> Iterator[Stack]:
-    """A private redis-server (+ registry file with :data:`EXTRA_MODELS`) for one benchmark."""
+def stack(models: dict | None = None, appendfsync: str = "no") -> Iterator[Stack]:
+    """A private redis-server (+ registry file with :data:`EXTRA_MODELS`) for one benchmark.
+    AOF on as ``elastiq up`` has it, but not fsynced (``appendfsync``) unless asked."""
     with tempfile.TemporaryDirectory(prefix="elastiq-bench-") as tmp:
         home = Path(tmp)
         registry = home / "models.json"
         registry.write_text(json.dumps({**EXTRA_MODELS, **(models or {})}))
-        redis = procs.RedisProcess(procs.free_port(), home / "redis", appendfsync="no").start()
+        redis = procs.RedisProcess(procs.free_port(), home / "redis", appendfsync=appendfsync).start()
         env = {"ELASTIQ_REDIS_URL": redis.url, "ELASTIQ_MODELS": str(registry),
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         s = Stack(home, redis, env)

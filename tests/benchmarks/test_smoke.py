@@ -58,7 +58,7 @@ def test_cli_lists_benchmarks(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for name in ("efficiency", "batching", "mixed", "overhead", "coldstart", "memory", "quantize", "engine",
-                 "capacity", "gateway", "cascade"):
+                 "capacity", "gateway", "cascade", "sustained"):
         assert name in text
 
 
@@ -172,6 +172,15 @@ def test_capacity(tmp_path):
     assert r["pools"][0]["vs_one_worker"] == 1.0 and r["host_jobs_per_s"] >= r["pools"][0]["jobs_per_s"]
     assert r["alone"]["jobs"] == 5 and 0 < r["alone"]["service_s_median"] <= r["alone"]["service_s_p90"]
     assert r["machine"]["memory_mb"] > 0
+
+
+@pytest.mark.slow
+def test_sustained(tmp_path):
+    r = bench("sustained", tmp_path, png=True)
+    assert r["model"] == "debug" and r["failed"] == 0 and r["jobs"] >= 200
+    assert r["settings"]["appendfsync"] == "everysec" and r["settings"]["result_ttl_s"] > 0
+    assert len(r["windows"]) >= 1 and r["jobs_per_s"] > 0 and r["kb_per_job"] > 0   # results kept in Redis
+    assert r["redis_mb_at_result_ttl"] > 0
 
 
 @pytest.mark.slow
