@@ -44,13 +44,13 @@ def overview(report: dict) -> list[str]:
         rows.append([name, str(e["jobs"]), str(e["load_phases"]), f"{el['worker_seconds']:.0f}",
                      _f(vs.get("static", {}).get("worker_seconds")), f"{el['wait_p95_s']:.2f}",
                      _f(vs.get("keda", {}).get("p95_wait")), _f(vs.get("keda-tuned", {}).get("p95_wait")),
-                     f"{el['direction_changes']}",
+                     _f(vs.get("keda", {}).get("p95_latency")), f"{el['direction_changes']}",
                      ", ".join(e.get("dominated_by", [])) or "none",
                      "met" if e.get("targets_met") else "missed: " + ", ".join(
                          TARGET_NAMES.get(k, k) + (" (unattainable here)" if v.get("attainable") is False else "")
                          for k, v in t.items() if not v["ok"])])
     return _table(["trace", "jobs", "load phases", "elastiq worker-s", "x static", "p95 wait s", "x KEDA",
-                   "x tuned KEDA", "direction changes", "dominated by", "targets"], rows)
+                   "x tuned KEDA", "p95 latency x KEDA", "direction changes", "dominated by", "targets"], rows)
 
 
 def trace_section(name: str, e: dict) -> list[str]:
@@ -70,11 +70,11 @@ def trace_section(name: str, e: dict) -> list[str]:
                         for n, w in e["warm_pools"].items()) + "."]
     if "ratios" in e:
         vs = e["ratios"]["vs"]
-        out += ["", "elastiq against each baseline (worker-seconds ratio, p95 wait ratio, direction changes "
-                    "difference):", ""]
-        out += _table(["baseline", "worker-s", "p95 wait", "dir changes"],
+        out += ["", "elastiq against each baseline (worker-seconds ratio, p95 wait ratio, p95 latency ratio, "
+                    "direction changes difference):", ""]
+        out += _table(["baseline", "worker-s", "p95 wait", "p95 latency", "dir changes"],
                       [[n, _f(v["worker_seconds"], "{:.3f}"), _f(v["p95_wait"], "{:.3f}"),
-                        f"{v['direction_changes']:+d}"] for n, v in vs.items()])
+                        _f(v.get("p95_latency"), "{:.3f}"), f"{v['direction_changes']:+d}"] for n, v in vs.items()])
         best = e["ratios"]["best"]
         out += ["", "Best baseline per measure: " + "; ".join(
             f"{m.replace('_', ' ')}: {b['baseline']} ({b['value']}; elastiq "

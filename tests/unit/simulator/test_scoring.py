@@ -41,11 +41,19 @@ BASE = {"keda": s("keda", 2000, 4.0, 2), "keda-tuned": s("keda-tuned", 1500, 1.5
 
 def test_ratios_to_every_baseline_and_to_the_best_one():
     r = ratios(s("elastiq", 1200, 1.0, 2), BASE)
-    assert r["vs"]["keda"] == {"worker_seconds": 0.6, "p95_wait": 0.25, "direction_changes": 0}
+    assert r["vs"]["keda"] == {"worker_seconds": 0.6, "p95_wait": 0.25, "p95_latency": None, "direction_changes": 0}
     assert r["vs"]["static"]["p95_wait"] is None                       # undefined against a zero wait
     assert r["best"]["worker_seconds"] == {"baseline": "celery", "value": 900, "ratio": 1.333}
     assert r["best"]["p95_wait"]["baseline"] == "static"
     assert r["best"]["direction_changes"] == {"baseline": "ray", "value": 0, "difference": 2}
+
+
+def test_latency_is_compared_beside_the_wait():
+    # more workers than cores: KEDA's jobs start sooner (wait 0.08 s) and then share the cores
+    el = Summary("elastiq", "t", 100, 100, 1300, 0.0, 0.12, 0.12, 0.12, 0, 2, 2, 2, 100.0, latency_p95_s=0.275)
+    keda = Summary("keda", "t", 100, 100, 1600, 0.0, 0.08, 0.08, 0.08, 0, 2, 2, 4, 100.0, latency_p95_s=0.438)
+    vs = ratios(el, {"keda": keda})["vs"]["keda"]
+    assert vs["p95_wait"] == 1.5 and vs["p95_latency"] == 0.628
 
 
 def test_targets_all_met():
