@@ -6,7 +6,7 @@ compares, at the recorded times:
 
 - the replica curve: recorded ``current`` against the simulated pool (workers not
   draining), as mean/max absolute difference; worker-seconds of each run (recorded:
-  ``current + draining`` over the rows; simulated: every worker from start to stop);
+  pool kept + draining over the rows, :func:`workers_alive`; simulated: every worker from start to stop);
 - the queue: recorded ``waiting`` and ``oldest_age_s`` against the simulated ones;
 - with the live jobs' own waits (``live_waits``, from a recording), the p95 job wait of
   each run.
@@ -72,6 +72,14 @@ def queue_rows(rows: list[dict], queue: str | None = None) -> tuple[str | None, 
                          key=lambda r: r["t"])
 
 
+def workers_alive(rows: list[dict]) -> np.ndarray:
+    """Worker processes alive after each recorded decision: the pool it keeps, plus the ones
+    still draining. A scale-in row's ``current`` is the pool before it and its ``draining``
+    already holds the worker it just drained: ``current + draining`` counted that one twice."""
+    return np.array([min(r.get("current") or 0, r.get("desired", r.get("current")) or 0) + (r.get("draining") or 0)
+                     for r in rows], dtype=float)
+
+
 def replay(rows: list[dict], trace: Trace, params: SimParams, config: PolicyConfig | None = None) -> SimResult:
     """The elastiq policy on ``trace``, starting with the recorded pool (warm)."""
     if config is not None:
@@ -89,8 +97,7 @@ def compare(rows: list[dict], result: SimResult, live_waits=None) -> dict:
     sim_waiting, rec_waiting = result.waiting[idx], _values(rows, "waiting")
     sim_oldest, rec_oldest = result.oldest[idx], _values(rows, "oldest_age_s")
     diff = np.abs(sim_workers - rec_workers)
-    draining = np.nan_to_num(_values(rows, "draining"))
-    ws_rec = _step_integral(t, rec_workers + draining)
+    ws_rec = _step_integral(t, workers_alive(rows))
     ws_sim = float(result.worker_seconds)
     out = {
         "rows": len(rows), "duration_s": round(float(t[-1]), 1), "jobs": int(len(result.waits)),

@@ -92,7 +92,9 @@ def fidelity(recording: dict, rows: list[dict], sim, comparison: dict, png: Path
 
     t0 = recording["t0"]
     t = np.array([r["t"] - t0 for r in rows])
-    live = np.array([(r.get("current") or 0) + (r.get("draining") or 0) for r in rows])
+    from autoscaler.simulator.compare import workers_alive
+
+    live = workers_alive(rows)
     fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(11, 8), sharex=True)
     a1.step(t, live, where="post", color="tab:blue", label="live: workers (incl. draining)")
     a1.step(sim.t, sim.workers, where="post", color="tab:orange", linestyle="--", label="simulated: workers")

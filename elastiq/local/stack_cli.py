@@ -67,7 +67,7 @@ def down(argv=None) -> int:
     return 0
 
 
-def collect_status(r, registry: Registry, now: float) -> dict:
+def collect_status(r, registry: Registry, now: float, result_ttl_s: int | None = None) -> dict:
     from autoscaler.signals import backlog
 
     beats = read_heartbeats(r)
@@ -89,12 +89,20 @@ def collect_status(r, registry: Registry, now: float) -> dict:
     dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
     exits = recent_exits(r, 20)
     supervised = json.loads(r.get(contract.SUPERVISOR_KEY) or "{}")
-    return {"queues": rows, "workers": workers,
+    return {"queues": rows, "workers": workers, "redis": redis_memory(r, result_ttl_s),
             "dead_letters": {"count": r.llen(contract.DEAD_LETTER_KEY), "latest": dead},
             "exits": {"unplanned_last_minute": sum(1 for e in exits if not e.get("planned")
                                                    and now - float(e.get("at") or 0) < 60),
                       "latest": exits[:10]},
             "supervisor": supervised}
+
+
+def redis_memory(r, result_ttl_s: int | None) -> dict:
+    """Redis's memory: answers stay ``result_ttl_s`` (~5.5 KB per MiniLM job, `elastiq bench sustained`)."""
+    mem = r.info("memory")
+    limit = int(mem.get("maxmemory") or 0)
+    return {"used_mb": round(int(mem["used_memory"]) / 2**20, 1),
+            "maxmemory_mb": round(limit / 2**20, 1) if limit else None, "result_ttl_s": result_ttl_s}
 
 
 def _versions(beat: Heartbeat) -> dict:
@@ -110,9 +118,10 @@ def status(argv=None) -> int:
     p = argparse.ArgumentParser(prog="elastiq status", description="Queues, workers and dead letters.")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
-    r = redis_client(Settings.from_env(redis_url=redis_url()))
+    settings = Settings.from_env(redis_url=redis_url())
+    r = redis_client(settings)
     try:
-        s = collect_status(r, Registry.from_env(), time.time())
+        s = collect_status(r, Registry.from_env(), time.time(), settings.result_ttl_s)
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported, typed below
         from elastiq.errors import BrokerUnavailableError
 
@@ -131,6 +140,9 @@ def status(argv=None) -> int:
               f"{w['rss_mb'] or 0:>9.0f}{w['done'] or 0:>8}  {st}"
               + "".join(f"  {m}@{v['version']}" + (f" (refused {', '.join(v['refused'])})" if v["refused"] else "")
                         for m, v in w.get("versions", {}).items()))
+    m = s["redis"]
+    print(f"\nredis: {m['used_mb']:.0f} MB used" + (f" of {m['maxmemory_mb']:.0f}" if m["maxmemory_mb"] else "")
+          + f"; answers kept {m['result_ttl_s']} s (ELASTIQ_RESULT_TTL_S)")
     d = s["dead_letters"]
     print(f"\ndead letters: {d['count']}")
     for e in d["latest"][:5]:

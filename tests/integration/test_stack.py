@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -51,6 +52,7 @@ def test_up_status_submit_down(stack_env):
     assert len(workers) == 2 and all(w["ready"] and w["slots"] for w in workers)
     q = {x["queue"]: x for x in status["queues"]}["elastiq.minilm"]
     assert q["waiting"] == 0 and q["in_flight"] == 0 and q["workers"] == 2
+    assert status["redis"]["used_mb"] > 0 and status["redis"]["result_ttl_s"] == 3600
 
     sub = elastiq("submit", "minilm", "hello world", "a second text", env=env)
     assert sub.returncode == 0, sub.stderr
@@ -124,6 +126,7 @@ def test_up_replaces_a_killed_worker_and_status_shows_the_exit(stack_env, models
     assert exits["unplanned_last_minute"] >= 1
     text = elastiq("status", env=env).stdout
     assert "CRASH" in text and "code -9" in text
+    assert re.search(r"redis: \d+ MB used; answers kept 3600 s", text), text
     sub = elastiq("submit", "debug", "still serving", env=env)
     assert sub.returncode == 0 and json.loads(sub.stdout)["outputs"] == [13]
 
