@@ -90,6 +90,21 @@ class BrokerUnavailableError(ElastiqError):
     """Redis could not be reached."""
 
 
+class BrokerFullError(BrokerUnavailableError):
+    """Redis refused a write: its memory is at ``maxmemory`` (``noeviction``: nothing is evicted)."""
+
+
+def broker_error(url: str, exc: BaseException) -> BrokerUnavailableError:
+    """The typed error for a failed Redis call: full (an ``OOM`` refusal), else unreachable.
+    ``url`` must already be free of its password."""
+    text = str(exc)
+    if type(exc).__name__ == "OutOfMemoryError" or text.startswith("OOM") or "> 'maxmemory'" in text:
+        return BrokerFullError(f"Redis at {url} is full (used memory > maxmemory) and refused the write: "
+                               f"{text}. Answers and job records stay ELASTIQ_RESULT_TTL_S; `elastiq status` "
+                               "shows the memory used")
+    return BrokerUnavailableError(f"cannot reach Redis at {url}: {exc}")
+
+
 class UnknownJobError(ElastiqError):
     """No record of this job id: never submitted, or its record has expired."""
 

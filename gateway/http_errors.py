@@ -8,7 +8,7 @@
 | ``InputTooLargeError`` (a text, item count, job or body over its limit) | 413 |
 | any other ``ValidationError``, a malformed body | 400 |
 | ``BacklogFullError`` | 429 (+ ``Retry-After``) |
-| ``BrokerUnavailableError`` (Redis unreachable) | 503 (+ ``Retry-After``) |
+| ``BrokerUnavailableError`` (Redis unreachable; ``BrokerFullError``: at maxmemory) | 503 (+ ``Retry-After``) |
 | ``JobTimeoutError`` (a sync wait ran out; the job goes on: the body gives its id and URL), ``JobExpiredError`` | 504 |
 | ``JobFailedError``, ``DeadLetteredError``, ``ModelLoadError`` (the worker failed) | 502 |
 

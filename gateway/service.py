@@ -24,6 +24,7 @@ from elastiq.errors import (
     ElastiqError,
     InputTooLargeError,
     UnknownJobError,
+    broker_error,
 )
 from elastiq.jobrecord import JobRecord
 from elastiq.registry import Registry
@@ -213,5 +214,5 @@ class Service:
             self.metrics.redis_error("request", exc)
         from kombu.utils.url import maybe_sanitize_url
 
-        return BrokerUnavailableError(f"cannot reach Redis at {maybe_sanitize_url(self.settings.redis_url)}: {exc}")
+        return broker_error(maybe_sanitize_url(self.settings.redis_url), exc)
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from elastiq import contract, jobrecord, messages
-from elastiq.errors import BrokerUnavailableError, InputTypeError, JobTimeoutError
+from elastiq.errors import InputTypeError, JobTimeoutError, broker_error
 from elastiq.jobrecord import JobRecord
 from elastiq.redisconn import redis_client, safe_url
 from elastiq.registry import Registry
@@ -69,7 +69,7 @@ class Client:
             self._publisher.publish(list_key, model, now, items)
         except Exception as exc:
             if isinstance(exc, OSError) or type(exc).__module__.startswith("redis"):
-                raise BrokerUnavailableError(f"cannot reach Redis at {self._safe_url()}: {exc}") from exc
+                raise broker_error(self._safe_url(), exc) from exc
             raise
         return [Job(self, job_id, model) for job_id, _ in items]
 
@@ -116,7 +116,7 @@ class Client:
             raise JobTimeoutError(f"{exc} (first: {left[0].id}, status: {left[0].status()})") from None
         except Exception as exc:
             if isinstance(exc, OSError) or type(exc).__module__.startswith("redis"):
-                raise BrokerUnavailableError(f"cannot reach Redis at {self._safe_url()}: {exc}") from exc
+                raise broker_error(self._safe_url(), exc) from exc
             raise
         finally:
             self._collector.lock.release()
