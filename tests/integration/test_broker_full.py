@@ -39,7 +39,7 @@ def test_jobs_in_flight_when_redis_fills_are_answered_once_there_is_room(models_
     jobs = client.submit_many("debug", [[f"job {i}"] for i in range(40)], sleep_ms=100)
     redis.config_set("maxmemory", str(int(redis.info("memory")["used_memory"]) // 2))
     try:
-        time.sleep(3)       # the scenario: Redis full for 3 s (under the 6 s heartbeat TTL)
+        time.sleep(12)      # the scenario: Redis full for 12 s, past the 6 s heartbeat TTL (default)
     finally:
         redis.config_set("maxmemory", "0")
     results = [j.result(timeout=60) for j in jobs]
