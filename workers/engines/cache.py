@@ -88,9 +88,9 @@ def ensure(spec: ModelSpec, *, root: Path | None = None, force: bool = False) ->
     started = time.monotonic()             # from here on a one-time cost: the cache keeps the result
     try:
         with store.locked(target.root / f"{target.name}.lock"):
-            if not force:                      # another process may have exported it meanwhile
-                found = _servable(spec, target)
-            if force or found is None:
+            # another process may have exported it while this one waited for the lock
+            found = None if force else _servable(spec, target)
+            if found is None:
                 found = _export(spec, target)
         return dataclasses.replace(found, build_s=round(time.monotonic() - started, 3))
     except OSError as exc:
