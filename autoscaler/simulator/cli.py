@@ -28,12 +28,13 @@ from autoscaler.simulator.model import SimParams
 from autoscaler.simulator.report import provenance, summarise, table
 from autoscaler.simulator.runner import EXTRA, POLICIES, run_trace, warm_pools
 from autoscaler.simulator.scoring import score_trace
-from autoscaler.traces import BUILTIN, DEV, FRESH, FRESH2, FRESH3, heldout, load
+from autoscaler.traces import BUILTIN, DEV, FRESH, FRESH2, FRESH3, FRESH4, heldout, load
 from elastiq.errors import ConfigError
 
 RET_OK, RET_FAILED, RET_USAGE = 0, 1, 2
 SETS = {"dev": lambda: DEV, "heldout": heldout, "fresh": lambda: FRESH, "fresh2": lambda: FRESH2,
-        "fresh3": lambda: FRESH3, "all": lambda: DEV + heldout() + FRESH + FRESH2 + FRESH3}
+        "fresh3": lambda: FRESH3, "fresh4": lambda: FRESH4,
+        "all": lambda: DEV + heldout() + FRESH + FRESH2 + FRESH3 + FRESH4}
 SUBCOMMANDS = {"readme": "autoscaler.simulator.docs", "record": "autoscaler.simulator.live",
                "replay": "autoscaler.simulator.live", "calibrate": "autoscaler.simulator.live"}
 

@@ -1,6 +1,6 @@
 """``elastiq simulate readme [--dir docs/sim]``: write docs/sim/README.md from the reports.
 
-Reads ``fresh3.json``, ``fresh2.json``, ``fresh.json``, ``heldout.json`` and ``dev.json``
+Reads ``fresh4.json`` .. ``fresh.json``, ``heldout.json`` and ``dev.json``
 (written by ``elastiq simulate --set <that set> --out docs/sim``) and ``notes.md``
 (hand-written, appended as is); every figure in the README comes from the JSON, with the
 commit and settings the JSON recorded.
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from autoscaler.simulator.machine import ROOT
 
-SETS = (("fresh3", "Fresh set 3 (written down before the policy's last change; this is its one run after it)"),
+SETS = (("fresh4", "Fresh set 4 (written down before the worker rate's median; run once before it and once after)"),
+        ("fresh3", "Fresh set 3 (its one clean run is in first-runs/; seen since)"),
         ("fresh2", "Fresh set 2 (its one clean run is in first-runs/; seen since)"),
         ("fresh", "Fresh set 1 (its one clean run is in first-runs/; seen since)"),
         ("heldout", "Held-out traces (never used to tune the policy; seen since)"),

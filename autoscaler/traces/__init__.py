@@ -16,8 +16,8 @@ The built-in traces are files in this folder, written by ``python -m
 autoscaler.traces.generate`` from fixed seeds, so every run replays the same arrivals:
 a development set (``DEV``, the policy was tuned on it), a held-out set (``HELDOUT``,
 never used for tuning; looked at since), plus ``recorded.csv.gz`` when a live run has been
-recorded, and three fresh held-out sets (``FRESH``, ``FRESH2``, ``FRESH3``), each written
-down before a policy change and run once after it.
+recorded, and four fresh held-out sets (``FRESH`` .. ``FRESH4``), each written down before
+a policy change and run once before and once after it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ HELDOUT = ("sawtooth", "flash", "ramp", "heavy", "bursts")    # never used to tu
 FRESH = ("waves", "crowds", "mixed", "stairs", "jitter")      # written down before the back-off
 FRESH2 = ("pulse", "drift", "tail", "storm", "dawn")          # written down before its reach was widened
 FRESH3 = ("hours", "blips", "wide", "climb", "lull")          # written down before its decay was changed
+FRESH4 = ("plateau", "echoes", "swells", "descent", "ripple")  # written down before the worker rate's median
 RECORDED = "recorded"        # a live run (``elastiq simulate record``), held out when present
-BUILTIN = DEV + HELDOUT + FRESH + FRESH2 + FRESH3
+BUILTIN = DEV + HELDOUT + FRESH + FRESH2 + FRESH3 + FRESH4
 
 
 def heldout() -> tuple[str, ...]:

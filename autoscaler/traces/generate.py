@@ -74,6 +74,19 @@ scale-in has stood for 300 s"; run once after that change):
               jobs/s, 50 from t=200 s to 500 s, 700 s;
 - ``climb``:  10 jobs/s, 15 more every 60 s up to 175, then back to 10 at t=720 s, 900 s;
 - ``lull``:   150 jobs/s with three 60 s lulls at 10 jobs/s (from t=150, 450, 700 s), 900 s.
+
+**Fourth fresh set** (``FRESH4``: written down after the third fresh run had been seen and
+before the rate estimator's worker rate was changed from an EWMA of the saturated readings
+to their median; run once before that change and once after):
+
+- ``plateau``: 10 jobs/s, 170 from t=100 s to 500 s (a long saturated stretch), 700 s;
+- ``echoes``:  three flash crowds on a base of 10 jobs/s: +175 at t=60 s (time constant
+               50 s), +100 at t=300 s (30 s), +160 at t=520 s (60 s), 800 s;
+- ``swells``:  40 jobs/s with 10 swells of 30 s at 170 jobs/s at irregular (seeded)
+               times, 900 s;
+- ``descent``: 170, 130, 90, 50, 20 jobs/s, 120 s each (the load is highest at the start),
+               600 s;
+- ``ripple``:  120 + 50 sin(2 pi t / 37) jobs/s for 600 s, then 15 until 800 s.
 """
 
 from __future__ import annotations
@@ -270,6 +283,35 @@ def lull(t: np.ndarray) -> np.ndarray:
     return np.where(in_windows(t, (150.0, 450.0, 700.0), 60.0), 10.0, 150.0)
 
 
+# -- fourth fresh set
+
+
+def plateau(t: np.ndarray) -> np.ndarray:
+    return np.where((t >= 100.0) & (t < 500.0), 170.0, 10.0)
+
+
+def echoes(t: np.ndarray) -> np.ndarray:
+    return 10.0 + crowd(t, 60.0, 175.0, 50.0) + crowd(t, 300.0, 100.0, 30.0) + crowd(t, 520.0, 160.0, 60.0)
+
+
+SWELLS = _burst_starts(seed=909, n=10, duration_s=900.0, length_s=30.0)
+
+
+def swells(t: np.ndarray) -> np.ndarray:
+    return np.where(in_windows(t, SWELLS, 30.0), 170.0, 40.0)
+
+
+DESCENT = np.array([170.0, 130.0, 90.0, 50.0, 20.0])
+
+
+def descent(t: np.ndarray) -> np.ndarray:
+    return DESCENT[np.clip((t // 120.0).astype(int), 0, len(DESCENT) - 1)]
+
+
+def ripple(t: np.ndarray) -> np.ndarray:
+    return np.where(t < 600.0, 120.0 + 50.0 * np.sin(2 * np.pi * t / 37.0), 15.0)
+
+
 # name -> (rate, duration s, seed, sizes)
 DEV = {
     "steady": (steady, 600.0, 1, None),
@@ -305,7 +347,14 @@ FRESH3 = {
     "climb": (climb, 900.0, 404, None),
     "lull": (lull, 900.0, 405, None),
 }
-SPECS = {**DEV, **HELDOUT, **FRESH, **FRESH2, **FRESH3}
+FRESH4 = {
+    "plateau": (plateau, 700.0, 501, None),
+    "echoes": (echoes, 800.0, 502, None),
+    "swells": (swells, 900.0, 503, None),
+    "descent": (descent, 600.0, 504, None),
+    "ripple": (ripple, 800.0, 505, None),
+}
+SPECS = {**DEV, **HELDOUT, **FRESH, **FRESH2, **FRESH3, **FRESH4}
 
 
 def build(name: str, scale: float = 1.0) -> Trace:
