@@ -23,26 +23,17 @@ queue) and ``in_flight`` (jobs running). Between two readings ``dt`` apart:
   of the interval understates the workers: the error is towards more workers. What one
   worker serves on this host, contention included;
 
-arrivals and service time each smoothed by an EWMA with factor ``smoothing`` (0.3). The
-worker rate is the **median of the last** ``WORKER_SAMPLES`` (5) saturated readings, not
-an EWMA: one low reading -- a second or two of slow starts while Redis rewrites its
-append-only file, or an interval that was arrival-bound for part of its length -- moved
-the EWMA a third of the way down and it stayed there while the pool was not saturated
-(live, ``crowds`` at 1ce81fd: 173 jobs/s a worker against ~250, and the pool kept a
-second worker 51 s longer); the median ignores up to two such readings in five and still
-follows a real change (larger jobs, a slower host) within three. It keeps its last value
-while the pool is not saturated. A counter that went back (the
+each smoothed by an EWMA with factor ``smoothing`` (0.3); the worker rate keeps its last
+value while the pool is not saturated. A counter that went back (the
 stats key was reset) or a non-advancing clock restarts the estimate; an unknown
 ``waiting`` keeps the previous estimate; an unknown ``in_flight`` keeps the service time.
 """
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 SMOOTHING = 0.3
-WORKER_SAMPLES = 5      # saturated readings the worker rate is the median of
 
 
 @dataclass(frozen=True)
@@ -54,7 +45,6 @@ class RateState:
     service_time_s: float | None = None
     worker_jobs_per_s: float | None = None
     ready_workers: int | None = None
-    worker_samples: tuple[float, ...] = ()      # the last saturated readings, oldest first
 
 
 def _ewma(sample: float, prev: float | None, a: float) -> float:
@@ -80,7 +70,7 @@ def update_rates(prev: RateState | None, now: float, started: int, waiting: int 
         return prev
     if prev is None or now <= prev.at or started < prev.started:
         return RateState(now, started, waiting, worker_jobs_per_s=prev.worker_jobs_per_s if prev else None,
-                         ready_workers=ready_workers, worker_samples=prev.worker_samples if prev else ())
+                         ready_workers=ready_workers)
     dt = now - prev.at
     start_rate = (started - prev.started) / dt
     arrivals = max(0.0, (started - prev.started + waiting - prev.waiting) / dt)
@@ -88,9 +78,8 @@ def update_rates(prev: RateState | None, now: float, started: int, waiting: int 
     service = prev.service_time_s
     if start_rate > 0 and in_flight is not None:
         service = _ewma(in_flight / start_rate, service, smoothing)
-    per_worker, samples = prev.worker_jobs_per_s, prev.worker_samples
+    per_worker = prev.worker_jobs_per_s
     if ready_workers and waiting > 0 and start_rate > 0 and \
             _saturated(prev, waiting, in_flight, ready_workers, slots_per_worker):
-        samples = (samples + (start_rate / ready_workers,))[-WORKER_SAMPLES:]
-        per_worker = statistics.median(samples)
-    return RateState(now, started, waiting, arrival, service, per_worker, ready_workers, samples)
+        per_worker = _ewma(start_rate / ready_workers, per_worker, smoothing)
+    return RateState(now, started, waiting, arrival, service, per_worker, ready_workers)
