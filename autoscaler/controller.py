@@ -17,7 +17,7 @@ from autoscaler import drain
 from autoscaler.backends.base import Backend, BackendError, Replica
 from autoscaler.policy import Decision, PolicyConfig, PolicyState, decide
 from autoscaler.signals import Signals
-from elastiq import contract
+from elastiq import contract, redismemory
 from elastiq.decisions import DecisionRow
 
 log = logging.getLogger("elastiq.autoscaler")
@@ -52,6 +52,7 @@ class Controller:
         self.max_backoff_s = max_backoff_s
         self.reap = reap
         self.state: dict[str, GroupState] = {g: GroupState() for g in self.groups}
+        self.redis_memory = redismemory.FullnessWatch()
 
     def start_workers(self, n: int) -> None:
         """Bring each group up to ``n`` replicas (``elastiq up --workers N --autoscale``); the
@@ -66,8 +67,24 @@ class Controller:
                 self.reap()
             except Exception as exc:  # noqa: BLE001 - logged; the loop goes on
                 log.warning("reap pass failed: %s", exc)
+        if self.redis_memory.due(now):
+            self._watch_redis_memory()
         beats = self.signals.heartbeats()
         return [self._reconcile_group(g, now, beats) for g in self.groups]
+
+    def _watch_redis_memory(self) -> None:
+        """Log once when Redis nears maxmemory (new jobs are refused at it), once when it is clear."""
+        try:
+            m = redismemory.memory(self.redis)
+        except Exception as exc:  # noqa: BLE001 - a missed reading is not worth a tick
+            log.debug("redis memory not read: %s", exc)
+            return
+        crossed = self.redis_memory.update(m["used_fraction"])
+        if crossed == "full":
+            log.warning(redismemory.advice(m))
+        elif crossed == "clear":
+            log.info("Redis is %.0f%% full again (%.0f of %.0f MB)", 100 * m["used_fraction"], m["used_mb"],
+                     m["maxmemory_mb"])
 
     def run(self, *, interval_s: float = 1.0, clock: Callable[[], float] = time.time,
             sleep: Callable[[float], None] = time.sleep, should_stop: Callable[[], bool] = lambda: False) -> None:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from elastiq.errors import ConfigError
@@ -37,15 +37,53 @@ def wait_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> bo
     return False
 
 
+MAXMEMORY_ENV = "ELASTIQ_REDIS_MAXMEMORY_MB"
+
+
+def _host_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def redis_maxmemory_mb(env=None, meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The local Redis's ``maxmemory`` in MB: ``ELASTIQ_REDIS_MAXMEMORY_MB`` (0: no limit),
+    else half the host's memory (None when it cannot be read: no limit).
+
+    Answers stay ``ELASTIQ_RESULT_TTL_S`` (an hour) at ~5.5 KB a job (`elastiq bench
+    sustained`): ~10 GB an hour at 500 jobs/s. With no limit Redis grows until the kernel
+    kills it (or a process beside it); with one, and ``noeviction``, a full Redis refuses
+    new jobs with ``BrokerFullError`` and keeps every job and answer it holds. Half the
+    host leaves the rest to the workers and to the fork of an AOF rewrite."""
+    env = os.environ if env is None else env
+    raw = env.get(MAXMEMORY_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise ConfigError(f"{MAXMEMORY_ENV} must be a whole number of MB >= 0 (0: no limit), got {raw!r}")
+        return value or None
+    total = _host_memory_mb(meminfo)
+    return total // 2 if total else None
+
+
 @dataclass
 class RedisProcess:
-    """A redis-server on loopback with AOF on, its files under ``dir``."""
+    """A redis-server on loopback with AOF on, its files under ``dir``; ``maxmemory_mb``
+    (default :func:`redis_maxmemory_mb`) with ``noeviction``: full means refusing writes."""
 
     port: int
     dir: Path
     password: str | None = None
     appendfsync: str = "everysec"
     proc: subprocess.Popen | None = None
+    maxmemory_mb: int | None = field(default_factory=redis_maxmemory_mb)
 
     @property
     def url(self) -> str:
@@ -60,6 +98,8 @@ class RedisProcess:
                 "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.appendfsync,
                 "--save", "", "--maxmemory-policy", "noeviction",
                 "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
+        if self.maxmemory_mb:
+            args += ["--maxmemory", f"{int(self.maxmemory_mb)}mb"]
         if self.password:
             args += ["--requirepass", self.password]
         return args

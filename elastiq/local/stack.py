@@ -121,7 +121,8 @@ def up(home: Path, *, workers: int = 1, models: list[str] | None = None, redis_p
     redis = procs.RedisProcess(redis_port, home / "redis").start()
     state = StackState(redis.url, redis.proc.pid, redis_port, models)
     state_path(home).write_text(json.dumps(asdict(state), indent=2))
-    progress(f"redis-server on 127.0.0.1:{redis_port} (AOF on, data in {home / 'redis'})")
+    cap = f"maxmemory {redis.maxmemory_mb} MB" if redis.maxmemory_mb else "no maxmemory"
+    progress(f"redis-server on 127.0.0.1:{redis_port} (AOF on, {cap}, data in {home / 'redis'})")
 
     env = {**os.environ, "ELASTIQ_REDIS_URL": state.redis_url, "ELASTIQ_HOME": str(home),
            "ELASTIQ_WORKER_THREADS": os.environ.get("ELASTIQ_WORKER_THREADS") or "1"}

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from elastiq import contract
+from elastiq import contract, redismemory
 from elastiq.exits import recent_exits
 from elastiq.heartbeats import Heartbeat, read_heartbeats
 from elastiq.local import stack
@@ -89,20 +89,12 @@ def collect_status(r, registry: Registry, now: float, result_ttl_s: int | None =
     dead = [json.loads(x) for x in r.lrange(contract.DEAD_LETTER_KEY, 0, 9)]
     exits = recent_exits(r, 20)
     supervised = json.loads(r.get(contract.SUPERVISOR_KEY) or "{}")
-    return {"queues": rows, "workers": workers, "redis": redis_memory(r, result_ttl_s),
+    return {"queues": rows, "workers": workers, "redis": redismemory.memory(r, result_ttl_s),
             "dead_letters": {"count": r.llen(contract.DEAD_LETTER_KEY), "latest": dead},
             "exits": {"unplanned_last_minute": sum(1 for e in exits if not e.get("planned")
                                                    and now - float(e.get("at") or 0) < 60),
                       "latest": exits[:10]},
             "supervisor": supervised}
-
-
-def redis_memory(r, result_ttl_s: int | None) -> dict:
-    """Redis's memory: answers stay ``result_ttl_s`` (~5.5 KB per MiniLM job, `elastiq bench sustained`)."""
-    mem = r.info("memory")
-    limit = int(mem.get("maxmemory") or 0)
-    return {"used_mb": round(int(mem["used_memory"]) / 2**20, 1),
-            "maxmemory_mb": round(limit / 2**20, 1) if limit else None, "result_ttl_s": result_ttl_s}
 
 
 def _versions(beat: Heartbeat) -> dict:
@@ -143,6 +135,8 @@ def status(argv=None) -> int:
     m = s["redis"]
     print(f"\nredis: {m['used_mb']:.0f} MB used" + (f" of {m['maxmemory_mb']:.0f}" if m["maxmemory_mb"] else "")
           + f"; answers kept {m['result_ttl_s']} s (ELASTIQ_RESULT_TTL_S)")
+    if m["near_full"]:
+        print(f"  ! {redismemory.advice(m)}")
     d = s["dead_letters"]
     print(f"\ndead letters: {d['count']}")
     for e in d["latest"][:5]:

@@ -70,3 +70,25 @@ def test_backend_picks_the_victims_and_the_host_is_no_cap(redis, redis_url):
     row = ctl2.reconcile_once(time.time())[0]
     assert row["desired"] == 5 and not row["capacity_limited"], row
 
+
+
+def test_the_loop_warns_once_as_redis_nears_maxmemory(redis, redis_url, caplog):
+    pool = Pool(["w1"])
+    _beat(redis, "w1")
+    ctl = Controller(redis=redis, backend=pool, groups=["minilm"], config=PolicyConfig(min_workers=1))
+    before = redis.config_get("maxmemory")["maxmemory"]
+    used = int(redis.info("memory")["used_memory"])
+    redis.config_set("maxmemory", str(int(used / 0.9)))
+    try:
+        with caplog.at_level("INFO", logger="elastiq.autoscaler"):
+            now = time.time()
+            for k in range(3):                       # one reading per 30 s: two of these ticks read
+                ctl.reconcile_once(now + 20 * k)
+    finally:
+        redis.config_set("maxmemory", before)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "full" in warnings[0] and "refuses new jobs" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="elastiq.autoscaler"):
+        ctl.reconcile_once(now + 90)
+    assert any("full again" in r.getMessage() for r in caplog.records)

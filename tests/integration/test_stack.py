@@ -53,6 +53,9 @@ def test_up_status_submit_down(stack_env):
     q = {x["queue"]: x for x in status["queues"]}["elastiq.minilm"]
     assert q["waiting"] == 0 and q["in_flight"] == 0 and q["workers"] == 2
     assert status["redis"]["used_mb"] > 0 and status["redis"]["result_ttl_s"] == 3600
+    # a Redis that keeps answers an hour is capped (half the host by default), not left to the OOM killer
+    assert status["redis"]["maxmemory_mb"] == procs.redis_maxmemory_mb(stack_env)
+    assert status["redis"]["near_full"] is False
 
     sub = elastiq("submit", "minilm", "hello world", "a second text", env=env)
     assert sub.returncode == 0, sub.stderr

@@ -82,8 +82,20 @@ def test_redis_statefulset_aof_and_secret():
     for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction", "--requirepass"):
         assert flag in args
     assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    # a memory limit without maxmemory: the kernel kills Redis when answers fill it, and it
+    # loads the same data on restart. maxmemory must sit well under the limit (AOF rewrite fork)
+    words = args.split()
+    maxmemory = _mib(words[words.index("--maxmemory") + 1])
+    assert maxmemory <= 0.8 * _mib(_container(redis)["resources"]["limits"]["memory"])
     secrets = by_kind("Secret")
     assert {"elastiq-redis", "elastiq-flower"} <= set(secrets)
+
+
+def _mib(size: str) -> float:
+    """Redis ("768mb", "1gb") and Kubernetes ("1Gi", "512Mi") sizes in MiB."""
+    units = {"mb": 1, "gb": 1024, "mi": 1, "gi": 1024}
+    number = size.rstrip("bBiImMgG")
+    return float(number) * units[size[len(number):].lower()]
 
 
 def test_keda_scaledobject_structure():
