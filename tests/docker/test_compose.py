@@ -69,6 +69,11 @@ def test_compose_end_to_end(docker_client, image, uid, tmp_path):
                          "the first result")
         print(f"up -d -> first result: {time.monotonic() - t0:.1f}s")
         assert len(first.outputs[0]) == 384
+        # Redis is capped (half the host, as `elastiq up` does), not left to the OOM killer
+        import redis as redis_py
+
+        with redis_py.Redis.from_url(f"redis://:{redis_pw}@127.0.0.1:{redis_port}/0") as r:
+            assert int(r.config_get("maxmemory")["maxmemory"]) == procs.redis_maxmemory_mb({}) * 2**20
         # at its minimum of 1; a second may already be starting (the first job waited
         # through the worker's cold start, which the policy's age term reacts to)
         assert 1 <= project.workers() <= 2

@@ -144,7 +144,9 @@ def test_swarm_stack_renders_and_keeps_its_promises():
     assert worker["environment"]["ELASTIQ_WORKER_ID"] == "minilm-{{.Task.ID}}"
     assert worker["deploy"]["labels"] == {"elastiq.pool": "elastiq", "elastiq.group": "minilm"}
     assert worker["deploy"]["resources"]["reservations"]["cpus"]
-    assert "--appendonly yes" in " ".join(stack["redis"]["command"])
+    redis_cmd = " ".join(stack["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    assert '--maxmemory "${ELASTIQ_REDIS_MAXMEMORY:-$(awk' in redis_cmd      # half the node unless set
     assert stack["autoscaler"]["environment"]["DOCKER_HOST"] == "tcp://docker-proxy:2375"
     proxy = stack["docker-proxy"]["environment"]
     assert proxy["ELASTIQ_PROXY_SCOPE"] == "services" and proxy["ELASTIQ_PROXY_LABELS"] == "elastiq.pool=elastiq"
