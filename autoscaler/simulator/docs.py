@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autoscaler.simulator.machine import ROOT
 
-SETS = (("fresh4", "Fresh set 4 (written down before the worker rate's median; run once before it and once after)"),
+SETS = (("fresh4", "Fresh set 4 (run before and with the worker rate's median, since reverted: first-runs/; seen since)"),
         ("fresh3", "Fresh set 3 (its one clean run is in first-runs/; seen since)"),
         ("fresh2", "Fresh set 2 (its one clean run is in first-runs/; seen since)"),
         ("fresh", "Fresh set 1 (its one clean run is in first-runs/; seen since)"),
