@@ -79,6 +79,8 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - a missed reading is not worth a tick
             log.debug("redis memory not read: %s", exc)
             return
+        if self.metrics is not None:
+            self.metrics.observe_redis(m["used_fraction"])
         crossed = self.redis_memory.update(m["used_fraction"])
         if crossed == "full":
             log.warning(redismemory.advice(m))

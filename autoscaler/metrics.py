@@ -18,6 +18,8 @@ class Metrics:
         self.in_flight = g("queue_in_flight", "Jobs running on workers (heartbeats)")
         self.oldest = g("queue_oldest_age_seconds", "Age of the oldest waiting job")
         self.window = g("scale_down_window_seconds", "Scale-down window in force (its floor, doubled by the back-off)")
+        self.redis_used = Gauge("elastiq_redis_memory_used_ratio",
+                                "Redis used memory / maxmemory (new jobs are refused at 1)", registry=self.registry)
         self.decisions = Counter("elastiq_decisions", "Decisions by action and whether capacity bound",
                                  ["queue", "action", "capacity_limited"], registry=self.registry)
         self.server = start_http_server(port, addr=addr, registry=self.registry)
@@ -29,3 +31,7 @@ class Metrics:
             if value is not None:
                 gauge.labels(r.queue).set(value)
         self.decisions.labels(r.queue, r.action.split(" ")[0], str(r.capacity_limited).lower()).inc()
+
+    def observe_redis(self, used_fraction: float | None) -> None:
+        if used_fraction is not None:
+            self.redis_used.set(used_fraction)

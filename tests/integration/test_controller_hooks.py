@@ -7,6 +7,7 @@ tested on a real swarm in tests/docker/test_swarm*.py)."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 from autoscaler.backends.base import Replica
 from autoscaler.controller import Controller
@@ -73,9 +74,14 @@ def test_backend_picks_the_victims_and_the_host_is_no_cap(redis, redis_url):
 
 
 def test_the_loop_warns_once_as_redis_nears_maxmemory(redis, redis_url, caplog):
+    from autoscaler.metrics import Metrics
+    from elastiq.local import procs
+
     pool = Pool(["w1"])
     _beat(redis, "w1")
-    ctl = Controller(redis=redis, backend=pool, groups=["minilm"], config=PolicyConfig(min_workers=1))
+    port = procs.free_port()
+    ctl = Controller(redis=redis, backend=pool, groups=["minilm"], config=PolicyConfig(min_workers=1),
+                     metrics=Metrics(port))
     before = redis.config_get("maxmemory")["maxmemory"]
     used = int(redis.info("memory")["used_memory"])
     redis.config_set("maxmemory", str(int(used / 0.9)))
@@ -88,6 +94,10 @@ def test_the_loop_warns_once_as_redis_nears_maxmemory(redis, redis_url, caplog):
         redis.config_set("maxmemory", before)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "full" in warnings[0] and "refuses new jobs" in warnings[0]
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    ratio = float(next(line.split()[1] for line in scraped.splitlines()
+                       if line.startswith("elastiq_redis_memory_used_ratio ")))
+    assert 0.8 <= ratio < 1
     caplog.clear()
     with caplog.at_level("INFO", logger="elastiq.autoscaler"):
         ctl.reconcile_once(now + 90)
