@@ -19,16 +19,12 @@ import statistics
 import time
 
 from benchmarks import harness as h
+from elastiq.local import procs
 
 
 def _memory_mb() -> float | None:
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+    total = procs.host_memory_mb()
+    return None if total is None else round(total, 1)
 
 
 def _alone(client, model: str, texts: list[str]) -> dict:

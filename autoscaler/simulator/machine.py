@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from elastiq.errors import ConfigError
+from elastiq.local import procs
 
 ROOT = Path(__file__).resolve().parents[2]
 # The reports the simulator's published results (docs/sim) were computed with, frozen here
@@ -78,10 +79,10 @@ def _read(bench: Path, name: str, required: bool = True) -> dict | None:
 
 
 def _meminfo_mb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024
-    raise ConfigError("cannot read MemTotal from /proc/meminfo")
+    total = procs.host_memory_mb()
+    if total is None:
+        raise ConfigError("cannot read MemTotal from /proc/meminfo")
+    return total
 
 
 def _arm(eff: dict, name: str) -> dict:

@@ -40,11 +40,12 @@ def wait_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> bo
 MAXMEMORY_ENV = "ELASTIQ_REDIS_MAXMEMORY_MB"
 
 
-def _host_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+def host_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> float | None:
+    """The host's memory (``MemTotal``) in MB, or None when it cannot be read."""
     try:
         for line in meminfo.read_text().splitlines():
             if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
+                return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
@@ -69,8 +70,8 @@ def redis_maxmemory_mb(env=None, meminfo: Path = Path("/proc/meminfo")) -> int |
         if value < 0:
             raise ConfigError(f"{MAXMEMORY_ENV} must be a whole number of MB >= 0 (0: no limit), got {raw!r}")
         return value or None
-    total = _host_memory_mb(meminfo)
-    return total // 2 if total else None
+    total = host_memory_mb(meminfo)
+    return int(total) // 2 if total else None
 
 
 @dataclass
